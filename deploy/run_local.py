@@ -1,0 +1,104 @@
+#!/usr/bin/env python3
+"""`make run`: local broker + worker (+ traffic simulator once it exists), until Ctrl-C.
+
+Starts deploy/local-kafka unless a broker already answers, then `tokenplan worker`
+(HTTP on TOKENPLAN_WEB_PORT, default 6066), then `tokenplan simulate` if that command
+is available. Ctrl-C (or SIGTERM) stops the children in reverse order; a broker we
+started is stopped and its data removed, together with the worker's state directory,
+so the next `make run` starts clean.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = REPO / ".venv" / "bin"
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+WEB_PORT = int(os.environ.get("TOKENPLAN_WEB_PORT", "6066"))
+DATA_DIR = Path(os.environ.get("TOKENPLAN_DATA_DIR", REPO / ".data" / "run"))
+WORKER_READY_TIMEOUT_S = 90.0
+
+
+def broker_answers() -> bool:
+    host, _, port = BOOTSTRAP.split(",")[0].rpartition(":")
+    ready = subprocess.run([sys.executable, str(REPO / "deploy" / "kafka_ready.py"), host, port, "0"])
+    return ready.returncode == 0
+
+
+def wait_healthy(process: subprocess.Popen) -> None:
+    deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"the worker exited with {process.returncode}; see its output above")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{WEB_PORT}/health", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"the worker did not become healthy within {WORKER_READY_TIMEOUT_S}s")
+
+
+def has_command(name: str) -> bool:
+    from streams.cli import SUBCOMMANDS
+
+    return name in SUBCOMMANDS
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    """SIGTERM stops everything the same way Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, TOKENPLAN_DATA_DIR=str(DATA_DIR))
+    started_broker = False
+    children: list[subprocess.Popen] = []
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        if not broker_answers():
+            subprocess.run([str(REPO / "deploy" / "local-kafka"), "start"], check=True, stdout=subprocess.DEVNULL)
+            started_broker = True
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        worker = subprocess.Popen([str(VENV_BIN / "tokenplan"), "worker"], env=env)
+        children.append(worker)
+        wait_healthy(worker)
+        if has_command("simulate"):
+            children.append(subprocess.Popen([str(VENV_BIN / "tokenplan"), "simulate"], env=env))
+        print(
+            f"\nRunning:\n  Kafka       {BOOTSTRAP}{' (started by make run)' if started_broker else ' (already running)'}\n"
+            f"  worker      http://127.0.0.1:{WEB_PORT}/health   state in {DATA_DIR}\n"
+            f"  simulator   {'tokenplan simulate' if len(children) > 1 else '(not available yet)'}\n"
+            "Ctrl-C stops all of it.\n",
+            flush=True,
+        )
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        for child in reversed(children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(children):
+            try:
+                child.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        if started_broker:
+            subprocess.run([str(REPO / "deploy" / "local-kafka"), "stop"], check=False)
+            shutil.rmtree(DATA_DIR, ignore_errors=True)
+        print("make run: stopped", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

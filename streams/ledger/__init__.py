@@ -1,0 +1,28 @@
+"""The pure rulebook core of tokenplan: rating, packages, prices, refreshes, quotas.
+
+No I/O (except `load_catalog`), no clock, no framework: time and ids are
+data. The streaming agents, `tokenplan replay` and `tokenplan quote` call
+exactly this API:
+
+    decode_event(raw, limits) -> Event | Rejection
+    step(state, event, catalog, limits, *, global_refreshes=()) -> StepResult
+    account_view(state, as_of) -> dict;  allowed(view) -> bool
+    quote(state, action, tier, period, currency, auto_renew, at, catalog) -> dict
+    Ledger(catalog, limits).feed(raw) / .result(as_of)
+    AccountState.to_dict() / AccountState.from_dict(data, limits)
+"""
+from streams.ledger.account import AccountState, StepResult, derive_event_id, step
+from streams.ledger.catalog import Catalog, load_catalog, parse_catalog
+from streams.ledger.decode import decode_event
+from streams.ledger.errors import LedgerInvariantError
+from streams.ledger.ledger import Ledger
+from streams.ledger.limits import DEFAULT_LIMITS, Limits
+from streams.ledger.prices import quote
+from streams.ledger.rejections import Reason, Rejection, redact
+from streams.ledger.views import account_view, allowed
+
+__all__ = [
+    "DEFAULT_LIMITS", "AccountState", "Catalog", "Ledger", "LedgerInvariantError", "Limits",
+    "Reason", "Rejection", "StepResult", "account_view", "allowed", "decode_event",
+    "derive_event_id", "load_catalog", "parse_catalog", "quote", "redact", "step",
+]

@@ -1,0 +1,53 @@
+"""Shared fixtures. Integration tests (marked `integration`) get the real broker."""
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.streams.harness import LOCAL_KAFKA, Namespace, WorkerProcess, broker_reachable
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """The broker at KAFKA_BOOTSTRAP_SERVERS, started with deploy/local-kafka when none answers.
+
+    A broker we started is stopped (and its data removed) at the end of the session;
+    a broker that was already running is left alone.
+    """
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    if broker_reachable(bootstrap):
+        yield bootstrap
+        return
+    port = bootstrap.split(",")[0].rpartition(":")[2]
+    env = dict(os.environ, TOKENPLAN_KAFKA_PORT=port)
+    subprocess.run([str(LOCAL_KAFKA), "start"], check=True, env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield bootstrap
+    finally:
+        subprocess.run([str(LOCAL_KAFKA), "stop"], check=False, env=env)
+
+
+@pytest.fixture
+def namespace() -> Namespace:
+    return Namespace()
+
+
+@pytest.fixture
+def start_worker(kafka_bootstrap: str, namespace: Namespace, tmp_path: Path) -> Iterator:
+    """Factory: start a real `tokenplan worker` subprocess in this test's namespace."""
+    workers: list[WorkerProcess] = []
+
+    def start(*, name: str = "w0", partitions: int = 8, wait: bool = True) -> WorkerProcess:
+        worker = WorkerProcess(kafka_bootstrap, namespace, tmp_path / name, partitions=partitions).start()
+        workers.append(worker)
+        if wait:
+            worker.wait_healthy()
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
