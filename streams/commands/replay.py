@@ -1,0 +1,152 @@
+"""`tokenplan replay EVENTS.jsonl [--as-of T] [--out FILE]`: fold a log and print the balances."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import sys
+from datetime import datetime, timezone
+from typing import BinaryIO, Iterator
+
+import orjson
+
+from schemas.events import parse_instant
+from streams.ledger.catalog import load_catalog
+from streams.ledger.ledger import Ledger
+
+HELP = "replay an events file (JSON lines) and print every account's view"
+DESCRIPTION = """\
+Read events (one JSON object per line, '-' for stdin) in file order, apply the
+rulebook, and print JSON:
+  {"as_of": T, "accounts": {ACCOUNT: {"status", "tier", "period", "credits_limit",
+   "credits_used", "credits_remaining", "valid_from", "valid_until"}},
+   "rejected": [{"event_id", "reason", ...}]}
+status is active | exhausted | expired | none, for the package valid at --as-of.
+Credits are decimal strings. Exit 0 on success, 2 on unusable input."""
+
+
+#: Files above this size show a progress bar on stderr even when it is not a TTY.
+PROGRESS_BYTES_MIN = 8 * 1024 * 1024
+
+
+class UsageError(Exception):
+    """Unusable command input: the command prints the message and exits 2."""
+
+
+def parse_as_of(text: str | None) -> datetime:
+    """--as-of / --at: RFC 3339 with offset; default the current time (commands may read the clock)."""
+    if text is None:
+        return datetime.now(timezone.utc)
+    try:
+        return parse_instant(text)
+    except ValueError as error:
+        raise UsageError(f"invalid instant {text!r}: {error}") from error
+
+
+def open_events(path: str) -> tuple[BinaryIO, int]:
+    """Open the events file ('-' = stdin) in binary; returns (stream, size or 0)."""
+    if path == "-":
+        return sys.stdin.buffer, 0
+    try:
+        return open(path, "rb"), os.path.getsize(path)
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error.strerror or error}") from error
+
+
+def _lines(stream: BinaryIO) -> Iterator[bytes]:
+    for line in stream:
+        if line.strip():
+            yield line
+
+
+@contextlib.contextmanager
+def _bulk_gc() -> Iterator[None]:
+    """Raise the cyclic GC's gen-0 threshold during a fold.
+
+    Why: the fold allocates millions of long-lived, acyclic objects; with the
+    default threshold (700) the collector rescans them constantly, which
+    costs about half the replay time. Reference counting still frees
+    everything; the collector still runs, just less often.
+    """
+    previous = gc.get_threshold()
+    gc.set_threshold(200_000, previous[1], previous[2])
+    try:
+        yield
+    finally:
+        gc.set_threshold(*previous)
+
+
+def replay_into(ledger: Ledger, path: str, *, progress: bool | None = None) -> Ledger:
+    """Feed every non-blank line of `path` to `ledger` in file order."""
+    with _bulk_gc():
+        return _replay_into(ledger, path, progress)
+
+
+def _replay_into(ledger: Ledger, path: str, progress: bool | None) -> Ledger:
+    stream, size = open_events(path)
+    show = progress if progress is not None else (sys.stderr.isatty() or size >= PROGRESS_BYTES_MIN)
+    try:
+        if show and size:
+            _replay_with_progress(ledger, stream, size)
+        else:
+            for line in _lines(stream):
+                ledger.feed(line)
+    finally:
+        if stream is not sys.stdin.buffer:
+            stream.close()
+    return ledger
+
+
+def _replay_with_progress(ledger: Ledger, stream: BinaryIO, size: int) -> None:
+    """Same loop with a rich progress bar on stderr (never stdout)."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
+
+    console = Console(stderr=True)
+    columns = (TextColumn("replay"), BarColumn(), TransferSpeedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task("replay", total=size)
+        done = 0
+        for count, line in enumerate(stream, 1):
+            done += len(line)
+            if line.strip():
+                ledger.feed(line)
+            if count % 20000 == 0:
+                bar.update(task, completed=done)
+        bar.update(task, completed=size)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `replay` subcommand."""
+    parser = subparsers.add_parser("replay", help=HELP, description=DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("events", metavar="EVENTS.jsonl", help="events file, or - for stdin")
+    parser.add_argument("--as-of", metavar="T",
+                        help="RFC 3339 instant with offset for the views (default: now)")
+    parser.add_argument("--out", metavar="FILE", help="write the JSON here instead of stdout")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: when stderr is a TTY or the file is large)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Replay and print; 2 with a message on stderr for unusable input."""
+    try:
+        as_of = parse_as_of(args.as_of)
+        ledger = replay_into(Ledger(load_catalog()), args.events, progress=args.progress)
+    except UsageError as error:
+        print(f"tokenplan replay: {error}", file=sys.stderr)
+        return 2
+    output = orjson.dumps(ledger.result(as_of), option=orjson.OPT_INDENT_2) + b"\n"
+    if args.out:
+        try:
+            with open(args.out, "wb") as handle:
+                handle.write(output)
+        except OSError as error:
+            print(f"tokenplan replay: cannot write {args.out}: {error.strerror}", file=sys.stderr)
+            return 2
+    else:
+        sys.stdout.buffer.write(output)
+        sys.stdout.flush()
+    return 0

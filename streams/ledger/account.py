@@ -1,0 +1,559 @@
+"""One account's state and the single pure transition `step(state, event) -> StepResult`.
+
+`step` decides (accept or reject with a named reason) and applies in one
+pure function: it never changes its inputs, reads no clock and does no I/O.
+The streaming agents, the replayer and the quote command all call it.
+
+Design of time (see docs/rules.md):
+* usage belongs to the package period containing its occurred_at, whenever
+  it arrives; packages keep exact usage entries so refreshes and upgrades
+  arriving late split usage exactly (`packages.Package`);
+* refresh instants are kept per account (`refreshes`), including global
+  ones the caller broadcast; `global_refreshes` passed to `step` are merged
+  into every package the account opens, so a package opened after a global
+  refresh was seen still applies it when its validity contains T.
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+
+import orjson
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Iterable
+
+from schemas.events import (
+    Event,
+    PlanPurchased,
+    PlanRenewed,
+    PlanUpgraded,
+    QuotaRefreshed,
+    Usage,
+    format_instant,
+)
+from schemas.outputs import BalanceChanged, PackageRef, QuotaExhausted, QuotaRestored
+from streams.ledger.catalog import Catalog, CatalogVersion
+from streams.ledger.dedupe import AppliedIds, fingerprint_bytes
+from streams.ledger.errors import invariant
+from streams.ledger.limits import DEFAULT_LIMITS, Limits
+from streams.ledger.packages import Package, last_reset_for
+from streams.ledger.periods import period_end
+from streams.ledger.prices import (
+    DiscountFlags,
+    PriceQuote,
+    old_list_price,
+    purchase_price,
+    upgrade_price,
+)
+from streams.ledger.rating import charge_micro
+from streams.ledger.rejections import Reason, Rejection, reject
+from streams.ledger.units import from_micro, to_micro
+
+__all__ = ["AccountState", "Fact", "StepResult", "decide_purchase", "decide_upgrade",
+           "derive_event_id", "event_fingerprint", "step"]
+
+Fact = BalanceChanged | QuotaExhausted | QuotaRestored
+
+
+@dataclass(slots=True)
+class AccountState:
+    """Everything the rules need about one account. JSON-able via to_dict.
+
+    Copy-on-write: `step` never changes a state it was given; it returns a
+    new one sharing unchanged parts (packages, dedupe memory). Not
+    `frozen=True` only for construction speed on the hot path.
+
+    packages: the kept package periods, oldest first (at most `packages_max`).
+    refreshes: sorted refresh instants that apply to this account.
+    applied: bounded dedupe memory of applied event_ids (+ fingerprints).
+    Discount history: had_package, first_purchase_discount_used,
+    auto_renew_activated, auto_renew_discount_used.
+    pruned_until: end of the newest pruned period (usage before it: `period_pruned`).
+    first_valid_from: start of the account's first package (view: none vs expired).
+    """
+
+    account_id: str
+    applied: AppliedIds
+    packages: tuple[Package, ...] = ()
+    refreshes: tuple[datetime, ...] = ()
+    had_package: bool = False
+    first_purchase_discount_used: bool = False
+    auto_renew_activated: bool = False
+    auto_renew_discount_used: bool = False
+    pruned_until: datetime | None = None
+    first_valid_from: datetime | None = None
+
+    @classmethod
+    def empty(cls, account_id: str, limits: Limits = DEFAULT_LIMITS) -> "AccountState":
+        """A new account that has seen nothing."""
+        return cls(account_id=account_id, applied=AppliedIds(limits.applied_ids_max))
+
+    def package_at(self, instant: datetime) -> Package | None:
+        """The package period containing `instant`, None when none does."""
+        index = self.package_index_at(instant)
+        return None if index is None else self.packages[index]
+
+    def package_index_at(self, instant: datetime) -> int | None:
+        """Index of the package containing `instant` (searching newest first)."""
+        packages = self.packages
+        for index in range(len(packages) - 1, -1, -1):
+            package = packages[index]
+            if package.valid_from <= instant:
+                return index if instant < package.valid_until else None
+        return None
+
+    def with_packages(self, packages: tuple[Package, ...]) -> "AccountState":
+        """Same account with other packages (hot path: positional, no dataclasses.replace)."""
+        return AccountState(self.account_id, self.applied, packages, self.refreshes,
+                            self.had_package, self.first_purchase_discount_used,
+                            self.auto_renew_activated, self.auto_renew_discount_used,
+                            self.pruned_until, self.first_valid_from)
+
+    def with_applied(self, applied: AppliedIds) -> "AccountState":
+        """Same account with another dedupe memory (hot path)."""
+        return AccountState(self.account_id, applied, self.packages, self.refreshes,
+                            self.had_package, self.first_purchase_discount_used,
+                            self.auto_renew_activated, self.auto_renew_discount_used,
+                            self.pruned_until, self.first_valid_from)
+
+    def discount_flags(self) -> DiscountFlags:
+        """The history that decides purchase discounts."""
+        return DiscountFlags(self.had_package, self.first_purchase_discount_used,
+                             self.auto_renew_activated)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able form (Decimals as strings, instants as RFC 3339), for Faust tables."""
+        from streams.ledger.state_codec import state_to_dict
+
+        return state_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, limits: Limits = DEFAULT_LIMITS) -> "AccountState":
+        """Inverse of `to_dict`; raises ValueError on a malformed value."""
+        from streams.ledger.state_codec import state_from_dict
+
+        return state_from_dict(data, limits)
+
+
+class StepResult:
+    """What one event did: the new state, the facts to emit, or why it was refused.
+
+    state: the new state (the input state itself when rejected or duplicate).
+    facts: output facts (`schemas.outputs` models) in emission order. They
+        are built on first access from compact records, so a replay that never
+        reads them does not pay for pydantic models and Decimals.
+    rejection: the named reason when refused, else None.
+    duplicate: the event_id was already applied with the same content (no-op).
+    """
+
+    __slots__ = ("state", "rejection", "duplicate", "_records", "_facts")
+
+    def __init__(self, state: AccountState | None, records: "_Facts | None" = None,
+                 rejection: Rejection | None = None, duplicate: bool = False) -> None:
+        self.state = state
+        self.rejection = rejection
+        self.duplicate = duplicate
+        self._records = records
+        self._facts: list[Fact] | None = None
+
+    @property
+    def facts(self) -> list[Fact]:
+        if self._facts is None:
+            self._facts = [] if self._records is None else self._records.materialize()
+        return self._facts
+
+    @property
+    def facts_count(self) -> int:
+        """Number of facts, without materializing them."""
+        return 0 if self._records is None else len(self._records.records)
+
+    def __repr__(self) -> str:
+        return (f"StepResult(rejection={self.rejection!r}, duplicate={self.duplicate}, "
+                f"facts={self.facts_count})")
+
+
+# ---------------------------------------------------------------- identities
+
+def event_fingerprint(event: Event) -> str:
+    """Fingerprint of an event's declared content (extra fields are ignored, as the rules do).
+
+    Declared fields live in the model's __dict__ (extras in
+    __pydantic_extra__); orjson renders them canonically (sorted keys, UTC
+    instants in RFC 3339), and blake2b shortens that to 64 bits.
+    """
+    return fingerprint_bytes(orjson.dumps(event.__dict__, option=orjson.OPT_SORT_KEYS))
+
+
+def derive_event_id(kind: str, account_id: str, cause_event_id: str, ordinal: int) -> str:
+    """Deterministic id of an output fact: same cause, same id (consumers dedupe on it)."""
+    text = f"{kind}\x1f{account_id}\x1f{cause_event_id}\x1f{ordinal}"
+    return kind + "-" + hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+# ---------------------------------------------------------------- facts
+
+def package_ref(package: Package) -> PackageRef:
+    """The package part of a fact."""
+    return PackageRef(
+        tier=package.tier, period=package.period, valid_from=package.valid_from,
+        valid_until=package.valid_until, credits_limit=from_micro(package.credits_limit_micro))
+
+
+class _Facts:
+    """Collects the facts of one step as compact records; `materialize` builds the models.
+
+    Packages are never changed after construction, so keeping a reference
+    records the balance exactly as it was when the fact happened.
+    """
+
+    __slots__ = ("account_id", "event", "records")
+
+    def __init__(self, account_id: str, event: Event) -> None:
+        self.account_id = account_id
+        self.event = event
+        self.records: list[tuple[str, Package, int, PriceQuote | None]] = []
+
+    def balance(self, package: Package, charged_micro: int = 0,
+                price: PriceQuote | None = None) -> None:
+        self.records.append(("bc", package, charged_micro, price))
+
+    def exhausted(self, package: Package) -> None:
+        self.records.append(("qe", package, 0, None))
+
+    def restored(self, package: Package) -> None:
+        self.records.append(("qr", package, 0, None))
+
+    def materialize(self) -> list[Fact]:
+        """The output models, with ids derived from (kind, account, cause, ordinal)."""
+        return [self._build(ordinal, *record) for ordinal, record in enumerate(self.records)]
+
+    def _build(self, ordinal: int, kind: str, package: Package, charged_micro: int,
+               price: PriceQuote | None) -> Fact:
+        common = {
+            "event_id": derive_event_id(kind, self.account_id, self.event.event_id, ordinal),
+            "cause_event_id": self.event.event_id, "cause_type": self.event.type,
+            "account_id": self.account_id, "occurred_at": self.event.occurred_at,
+            "package": package_ref(package), "credits_used": from_micro(package.used_micro),
+        }
+        if kind == "qe":
+            return QuotaExhausted(**common)
+        remaining = from_micro(package.remaining_micro)
+        if kind == "qr":
+            return QuotaRestored(**common, credits_remaining=remaining)
+        return BalanceChanged(
+            **common, credits_charged=from_micro(charged_micro), credits_remaining=remaining,
+            amount=None if price is None else price.amount,
+            currency=None if price is None else price.currency,
+            discount=None if price is None else price.discount)
+
+
+def _settle_exhaustion(package: Package, facts: _Facts) -> Package:
+    """Emit quota.exhausted once when crossing into exhaustion, quota.restored when lifted."""
+    if package.is_exhausted and not package.exhausted:
+        facts.exhausted(package)
+        return replace(package, exhausted=True)
+    if package.exhausted and not package.is_exhausted:
+        facts.restored(package)
+        return replace(package, exhausted=False)
+    return package
+
+
+# ---------------------------------------------------------------- step
+
+def step(state: AccountState | None, event: Event, catalog: Catalog,
+         limits: Limits = DEFAULT_LIMITS, *,
+         global_refreshes: Iterable[datetime] = ()) -> StepResult:
+    """Apply one decoded event to one account. Pure and deterministic; never raises on bad events.
+
+    `state` is None for an account never seen. A global `quota.refreshed`
+    (no account_id) is applied to `state`'s account; with `state` None it is
+    a no-op (the caller keeps global refreshes and passes them as
+    `global_refreshes` so packages opened later apply them).
+    """
+    account_id = event.account_id if event.account_id is not None else (
+        state.account_id if state is not None else None)
+    if account_id is None:
+        return StepResult(state)
+    invariant(state is None or state.account_id == account_id, "event routed to another account")
+    current = state if state is not None else AccountState.empty(account_id, limits)
+    fingerprint = event_fingerprint(event)
+    seen = current.applied.get(event.event_id)
+    if seen is not None:
+        if seen == fingerprint:
+            return StepResult(state, duplicate=True)
+        return StepResult(state, rejection=reject(
+            Reason.DUPLICATE_CONFLICT, f"event_id {event.event_id!r} was applied with other content",
+            event_id=event.event_id, account_id=account_id))
+    facts = _Facts(account_id, event)
+    outcome = _HANDLERS[type(event)](current, event, catalog, limits,
+                                     tuple(global_refreshes), facts)
+    if isinstance(outcome, Rejection):
+        return StepResult(state, rejection=outcome)
+    return StepResult(outcome.with_applied(outcome.applied.add(event.event_id, fingerprint)),
+                      facts)
+
+
+def _refuse(reason: Reason, event: Event, account_id: str, detail: str = "") -> Rejection:
+    return reject(reason, detail, event_id=event.event_id, account_id=account_id)
+
+
+def _replace_package(packages: tuple[Package, ...], index: int, package: Package
+                     ) -> tuple[Package, ...]:
+    return packages[:index] + (package,) + packages[index + 1:]
+
+
+def _apply_usage(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
+                 global_refreshes: tuple[datetime, ...], facts: _Facts) -> AccountState | Rejection:
+    """Charge usage to the package containing occurred_at (event time, even when late)."""
+    instant = event.occurred_at
+    version = catalog.version_at(instant)
+    if version is None:
+        return _refuse(Reason.NO_CATALOG_VERSION, event, state.account_id)
+    micro = charge_micro(version, event.model, event.input_cache_hit_tokens,
+                         event.input_cache_miss_tokens, event.output_tokens, instant)
+    if micro is None:
+        return _refuse(Reason.UNKNOWN_MODEL, event, state.account_id,
+                       f"model {event.model!r} is not in catalog {version.name}")
+    index = state.package_index_at(instant)
+    if index is None:
+        if state.pruned_until is not None and instant < state.pruned_until:
+            return _refuse(Reason.PERIOD_PRUNED, event, state.account_id)
+        return _refuse(Reason.USAGE_OUTSIDE_PACKAGE, event, state.account_id,
+                       f"no package of the account contains {format_instant(instant)}")
+    package = state.packages[index].with_usage(instant, micro, state.refreshes,
+                                               limits.usage_entries_max)
+    package = _settle_exhaustion(package, facts)
+    facts.balance(package, micro)
+    return state.with_packages(_replace_package(state.packages, index, package))
+
+
+# ---------------------------------------------------------------- packages opened
+
+@dataclass(frozen=True, slots=True)
+class PurchaseDecision:
+    """An accepted purchase: what it costs and the package it opens."""
+
+    price: PriceQuote
+    package: Package
+
+
+@dataclass(frozen=True, slots=True)
+class UpgradeDecision:
+    """An accepted upgrade: its price difference, the package closed and the one opened."""
+
+    price: PriceQuote
+    old_index: int
+    package: Package
+
+
+def _new_package(version: CatalogVersion, tier: str, period: str, currency: str,
+                 start: datetime, anchor: datetime, index: int, opened_by: str,
+                 refreshes: tuple[datetime, ...]) -> Package | Reason:
+    limit = version.credits_limit(tier, period)
+    months = version.period_months.get(period)
+    if limit is None or months is None:
+        return Reason.UNKNOWN_TIER
+    until = period_end(anchor, months, index)
+    return Package(tier=tier, period=period, currency=currency, valid_from=start,
+                   valid_until=until, anchor=anchor, index=index, period_months=months,
+                   credits_limit_micro=to_micro(limit), opened_by=opened_by,
+                   last_reset=last_reset_for(start, until, refreshes))
+
+
+def decide_purchase(state: AccountState | None, tier: str, period: str, currency: str,
+                    auto_renew: bool, at: datetime, catalog: Catalog,
+                    event_id: str = "") -> PurchaseDecision | Reason:
+    """Decide a purchase at `at`: refused while a package is valid or out of order."""
+    version = catalog.version_at(at)
+    if version is None:
+        return Reason.NO_CATALOG_VERSION
+    if state is not None and state.packages:
+        latest = state.packages[-1]
+        if latest.contains(at):
+            return Reason.PACKAGE_ALREADY_VALID
+        if at < latest.valid_from:
+            return Reason.PLAN_EVENT_OUT_OF_ORDER
+    flags = state.discount_flags() if state is not None else DiscountFlags(False, False, False)
+    price = purchase_price(version, flags, tier, period, currency, auto_renew)
+    if isinstance(price, Reason):
+        return Reason.UNKNOWN_TIER if version.tier(tier) is None else price
+    refreshes = state.refreshes if state is not None else ()
+    package = _new_package(version, tier, period, currency, at, at, 0, event_id, refreshes)
+    if isinstance(package, Reason):
+        return package
+    return PurchaseDecision(price, package)
+
+
+def decide_upgrade(state: AccountState | None, tier: str, period: str, currency: str,
+                   auto_renew: bool, at: datetime, catalog: Catalog,
+                   event_id: str = "") -> UpgradeDecision | Reason:
+    """Decide an upgrade at `at` to a strictly higher tier (`auto_renew` is not used)."""
+    version = catalog.version_at(at)
+    if version is None:
+        return Reason.NO_CATALOG_VERSION
+    if version.tier(tier) is None:
+        return Reason.UNKNOWN_TIER
+    index = state.package_index_at(at) if state is not None else None
+    if state is None or index is None:
+        return Reason.NO_VALID_PACKAGE
+    if index != len(state.packages) - 1:
+        return Reason.PLAN_EVENT_OUT_OF_ORDER
+    old = state.packages[index]
+    if version.tier(old.tier) is None:
+        return Reason.UNKNOWN_TIER
+    if version.is_top_tier(old.tier):
+        return Reason.UPGRADE_FROM_MAX
+    if version.tier_rank(tier) <= version.tier_rank(old.tier):
+        return Reason.DOWNGRADE_NOT_ALLOWED
+    if not old.can_split_at(at):
+        return Reason.UPGRADE_TOO_LATE
+    new_price = version.list_price(tier, period, currency)
+    old_price = old_list_price(catalog, old, currency)
+    if new_price is None or old_price is None:
+        return Reason.UNKNOWN_PRICE
+    closed, _ = old.split_at(at, state.refreshes)
+    amount = upgrade_price(new_price, old_price, closed.remaining_micro, old.credits_limit_micro)
+    package = _new_package(version, tier, period, currency, at, at, 0, event_id, state.refreshes)
+    if isinstance(package, Reason):
+        return package
+    return UpgradeDecision(PriceQuote(amount, currency, None), index, package)
+
+
+def _merge_refreshes(state: AccountState, package: Package,
+                     global_refreshes: tuple[datetime, ...]) -> tuple[datetime, ...]:
+    """The account's refreshes plus the global ones inside the new package's validity."""
+    inside = [t for t in global_refreshes if package.contains(t) and t not in state.refreshes]
+    return tuple(sorted(state.refreshes + tuple(inside))) if inside else state.refreshes
+
+
+def _open(state: AccountState, package: Package, packages: tuple[Package, ...],
+          global_refreshes: tuple[datetime, ...], limits: Limits, facts: _Facts,
+          price: PriceQuote | None) -> AccountState:
+    """Add an opened package: merge refreshes, lift a block, emit, prune old periods."""
+    refreshes = _merge_refreshes(state, package, global_refreshes)
+    package = package.with_refreshes(refreshes)
+    previous = packages[-1] if packages else None
+    package = _settle_exhaustion(package, facts)
+    if previous is not None and previous.exhausted and not package.is_exhausted:
+        facts.restored(package)
+    facts.balance(package, 0, price)
+    opened = replace(state, packages=packages + (package,), refreshes=refreshes, had_package=True,
+                     first_valid_from=state.first_valid_from or package.valid_from)
+    return _prune(opened, limits)
+
+
+def _prune(state: AccountState, limits: Limits) -> AccountState:
+    """Keep the newest `packages_max` periods and the refreshes that can still matter."""
+    packages, pruned_until = state.packages, state.pruned_until
+    if len(packages) > limits.packages_max:
+        dropped = packages[: len(packages) - limits.packages_max]
+        packages = packages[len(dropped):]
+        pruned_until = dropped[-1].valid_until
+    refreshes = state.refreshes
+    if packages:
+        refreshes = refreshes[bisect.bisect_left(refreshes, packages[0].valid_from):]
+    return replace(state, packages=packages, refreshes=refreshes, pruned_until=pruned_until)
+
+
+def _apply_purchase(state: AccountState, event: PlanPurchased, catalog: Catalog, limits: Limits,
+                    global_refreshes: tuple[datetime, ...], facts: _Facts
+                    ) -> AccountState | Rejection:
+    decision = decide_purchase(state, event.tier, event.period, event.currency, event.auto_renew,
+                               event.occurred_at, catalog, event.event_id)
+    if isinstance(decision, Reason):
+        return _refuse(decision, event, state.account_id)
+    discount = decision.price.discount
+    state = replace(
+        state,
+        first_purchase_discount_used=state.first_purchase_discount_used
+        or discount == "first_purchase",
+        auto_renew_activated=state.auto_renew_activated or event.auto_renew,
+        auto_renew_discount_used=state.auto_renew_discount_used
+        or discount in ("auto_renew_new", "auto_renew_existing"))
+    return _open(state, decision.package, state.packages, global_refreshes, limits, facts,
+                 decision.price)
+
+
+def _apply_upgrade(state: AccountState, event: PlanUpgraded, catalog: Catalog, limits: Limits,
+                   global_refreshes: tuple[datetime, ...], facts: _Facts
+                   ) -> AccountState | Rejection:
+    decision = decide_upgrade(state, event.tier, event.period, event.currency, False,
+                              event.occurred_at, catalog, event.event_id)
+    if isinstance(decision, Reason):
+        return _refuse(decision, event, state.account_id)
+    old = state.packages[decision.old_index]
+    closed, moved = old.split_at(event.occurred_at, state.refreshes)
+    packages = _replace_package(state.packages, decision.old_index, closed)
+    opened = _open(state, decision.package, packages, global_refreshes, limits, facts,
+                   decision.price)
+    if not moved:
+        return opened
+    return _record_moved(opened, moved, limits, facts)
+
+
+def _record_moved(state: AccountState, moved: list[tuple[datetime, int]], limits: Limits,
+                  facts: _Facts) -> AccountState:
+    """Usage that occurred at/after the upgrade instant belongs to the new package."""
+    package = state.packages[-1].with_entries(moved, state.refreshes, limits.usage_entries_max)
+    package = _settle_exhaustion(package, facts)
+    facts.balance(package, 0)
+    return replace(state, packages=state.packages[:-1] + (package,))
+
+
+def _apply_renewal(state: AccountState, event: PlanRenewed, catalog: Catalog, limits: Limits,
+                   global_refreshes: tuple[datetime, ...], facts: _Facts
+                   ) -> AccountState | Rejection:
+    """Open the next period of the latest package, starting exactly where it ended."""
+    if not state.packages:
+        return _refuse(Reason.NO_PACKAGE_TO_RENEW, event, state.account_id)
+    latest = state.packages[-1]
+    at = event.occurred_at
+    if at < latest.valid_from:
+        return _refuse(Reason.PLAN_EVENT_OUT_OF_ORDER, event, state.account_id)
+    version = catalog.version_at(at)
+    if version is None:
+        return _refuse(Reason.NO_CATALOG_VERSION, event, state.account_id)
+    package = _new_package(version, latest.tier, latest.period, latest.currency,
+                           latest.valid_until, latest.anchor, latest.index + 1, event.event_id,
+                           state.refreshes)
+    if isinstance(package, Reason):
+        return _refuse(package, event, state.account_id)
+    if at >= package.valid_until:
+        return _refuse(Reason.RENEWAL_LAPSED, event, state.account_id)
+    list_price = version.list_price(latest.tier, latest.period, latest.currency)
+    price = None if list_price is None else PriceQuote(list_price, latest.currency, None)
+    return _open(state, package, state.packages, global_refreshes, limits, facts, price)
+
+
+def _apply_refresh(state: AccountState, event: QuotaRefreshed, catalog: Catalog, limits: Limits,
+                   global_refreshes: tuple[datetime, ...], facts: _Facts
+                   ) -> AccountState | Rejection:
+    """Consumption before T stops counting in the package valid at T (validity unchanged)."""
+    instant = event.occurred_at
+    if instant in state.refreshes:
+        return state
+    index = state.package_index_at(instant)
+    if index is not None and not state.packages[index].can_split_at(instant):
+        return _refuse(Reason.REFRESH_TOO_LATE, event, state.account_id)
+    refreshes = tuple(sorted(state.refreshes + (instant,)))
+    if state.packages:
+        refreshes = refreshes[bisect.bisect_left(refreshes, state.packages[0].valid_from):]
+    if len(refreshes) > limits.refreshes_max:
+        return _refuse(Reason.TOO_MANY_REFRESHES, event, state.account_id)
+    if index is None:
+        return replace(state, refreshes=refreshes)
+    package = state.packages[index].with_refreshes(refreshes)
+    package = _settle_exhaustion(package, facts)
+    facts.balance(package, 0)
+    return replace(state, refreshes=refreshes,
+                   packages=_replace_package(state.packages, index, package))
+
+
+_HANDLERS = {
+    Usage: _apply_usage,
+    PlanPurchased: _apply_purchase,
+    PlanUpgraded: _apply_upgrade,
+    PlanRenewed: _apply_renewal,
+    QuotaRefreshed: _apply_refresh,
+}

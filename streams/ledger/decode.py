@@ -1,0 +1,201 @@
+"""Decoding: raw bytes, text or dict -> a validated Event, or a named Rejection.
+
+Never raises on bad input: every failure becomes a `Rejection` whose detail
+names the field and the problem but never echoes the input (which may hold
+a secret). Order of checks: size, JSON, secret keys, contract, limits.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from schemas.events import (
+    CLIENT_LENGTH_MAX,
+    EVENT_ADAPTER,
+    KEY_ID_LENGTH_MAX,
+    MODEL_NAME_LENGTH_MAX,
+    Event,
+    Usage,
+    parse_instant,
+)
+from streams.ledger.limits import DEFAULT_LIMITS, Limits
+from streams.ledger.rejections import Reason, Rejection, contains_secret, reject
+
+__all__ = ["decode_event", "find_secret_field"]
+
+_TOKEN_FIELDS = ("input_cache_hit_tokens", "input_cache_miss_tokens", "output_tokens")
+_TIMESTAMP_FIELDS = ("occurred_at",)
+_ID_FIELDS = ("event_id", "account_id")
+
+
+def find_secret_field(value: Any, path: str = "") -> str | None:
+    """Path of the first string (value or key) shaped like a secret key, None when clean."""
+    if isinstance(value, str):
+        return path or "<value>" if contains_secret(value) else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if isinstance(key, str) and contains_secret(key):
+                return path or "<key>"
+            found = find_secret_field(item, child)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for position, item in enumerate(value):
+            found = find_secret_field(item, f"{path}[{position}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _parse(raw: bytes | bytearray | memoryview | str | dict, limits: Limits
+           ) -> tuple[dict, bool] | Rejection:
+    """Bytes/str -> (dict, may_hold_secret) via orjson, with the size limit first.
+
+    may_hold_secret is False only when the raw bytes contain neither "tp-"
+    nor a JSON escape: then no decoded string can hold a key, and the
+    per-field scan is skipped (the usual case, and a hot path).
+    """
+    if isinstance(raw, dict):
+        return raw, True
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, (bytes, bytearray, memoryview)):
+        return reject(Reason.INVALID_JSON, f"cannot decode a {type(raw).__name__}")
+    if len(raw) > limits.event_bytes_max:
+        return reject(Reason.EVENT_TOO_LARGE, f"{len(raw)} bytes > {limits.event_bytes_max}")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as error:
+        return reject(Reason.INVALID_JSON, f"not JSON: {str(error).split(':')[0]}")
+    if not isinstance(data, dict):
+        return reject(Reason.INVALID_JSON, "the event must be a JSON object")
+    return data, (b"tp-" in raw or b"\\u" in raw)
+
+
+def _reason_for(error: dict) -> Reason:
+    """Map one pydantic error to our named reason."""
+    kind, location = error["type"], error["loc"]
+    field = str(location[-1]) if location else ""
+    if kind == "union_tag_invalid":
+        return Reason.UNKNOWN_TYPE
+    if field in _TIMESTAMP_FIELDS:
+        return Reason.INVALID_TIMESTAMP
+    if field in _TOKEN_FIELDS and kind in ("greater_than_equal", "less_than_equal"):
+        return Reason.TOKENS_OUT_OF_RANGE
+    if field in _ID_FIELDS and kind == "string_too_long":
+        return Reason.ID_TOO_LONG
+    return Reason.INVALID_EVENT
+
+
+def _describe(errors: list[dict]) -> str:
+    """'field: message' for each error, never the offending input value."""
+    parts = []
+    for error in errors[:5]:
+        location = ".".join(str(p) for p in error["loc"][1:] or error["loc"]) or "<event>"
+        parts.append(f"{location}: {error['msg']}")
+    return "; ".join(parts)
+
+
+def _check_limits(event: Event, limits: Limits) -> Rejection | None:
+    """Deployment limits, which may be tighter than the contract's."""
+    if len(event.event_id) > limits.event_id_length_max or (
+            event.account_id is not None and len(event.account_id) > limits.account_id_length_max):
+        return reject(Reason.ID_TOO_LONG, event_id=None, account_id=None)
+    if event.type == "usage":
+        for name in _TOKEN_FIELDS:
+            if getattr(event, name) > limits.tokens_per_field_max:
+                return reject(Reason.TOKENS_OUT_OF_RANGE,
+                              f"{name} above tokens_per_field_max={limits.tokens_per_field_max}",
+                              event_id=event.event_id, account_id=event.account_id)
+    return None
+
+
+def _string_or_none(data: dict, key: str, limit: int) -> str | None:
+    value = data.get(key)
+    return value if isinstance(value, str) and 0 < len(value) <= limit else None
+
+
+def decode_event(raw: bytes | bytearray | memoryview | str | dict,
+                 limits: Limits = DEFAULT_LIMITS) -> Event | Rejection:
+    """Decode and validate one input event. Never raises on bad input."""
+    parsed = _parse(raw, limits)
+    if isinstance(parsed, Rejection):
+        return parsed
+    data, may_hold_secret = parsed
+    if not may_hold_secret:
+        event = _fast_usage(data, limits)
+        if event is not None:
+            return event
+    event_id = _string_or_none(data, "event_id", limits.event_id_length_max)
+    account_id = _string_or_none(data, "account_id", limits.account_id_length_max)
+    secret_at = find_secret_field(data) if may_hold_secret else None
+    if secret_at is not None:
+        return reject(Reason.SECRET_IN_EVENT, f"field {secret_at} holds a key-shaped value (tp-...)",
+                      event_id=event_id, account_id=account_id)
+    try:
+        event = EVENT_ADAPTER.validate_python(data)
+    except ValidationError as error:
+        errors = error.errors(include_url=False, include_input=False)
+        return reject(_reason_for(errors[0]), _describe(errors),
+                      event_id=event_id, account_id=account_id)
+    return _check_limits(event, limits) or event
+
+
+# ------------------------------------------------------------------ usage fast path
+#
+# Usage events are >99% of the traffic. This path checks a usage dict by hand
+# with exactly the model's rules and builds the model without pydantic's
+# validator; it only ever *accepts*. Anything it is unsure about goes to the
+# pydantic path, which also writes the precise rejection. tests/ledger/
+# test_decode.py checks with hypothesis that both paths agree.
+
+_CLUSTERS = frozenset(("cn", "sgp", "ams"))
+_PROTOCOLS = frozenset(("openai", "anthropic"))
+_object_setattr = object.__setattr__
+
+
+def _short_text(value: Any, limit: int) -> bool:
+    return type(value) is str and 0 < len(value) <= limit
+
+
+def _fast_usage(data: dict, limits: Limits) -> Usage | None:
+    """A Usage built without the validator when `data` is plainly valid, else None."""
+    if data.get("type") != "usage":
+        return None
+    tokens_max = limits.tokens_per_field_max
+    hit = data.get("input_cache_hit_tokens")
+    miss = data.get("input_cache_miss_tokens")
+    output = data.get("output_tokens")
+    client = data.get("client")
+    if not (type(hit) is int and type(miss) is int and type(output) is int
+            and 0 <= hit <= tokens_max and 0 <= miss <= tokens_max and 0 <= output <= tokens_max
+            and _short_text(data.get("event_id"), limits.event_id_length_max)
+            and _short_text(data.get("account_id"), limits.account_id_length_max)
+            and _short_text(data.get("model"), MODEL_NAME_LENGTH_MAX)
+            and _short_text(data.get("key_id"), KEY_ID_LENGTH_MAX)
+            and type(data.get("occurred_at")) is str
+            and data.get("cluster") in _CLUSTERS and type(data["cluster"]) is str
+            and data.get("protocol") in _PROTOCOLS and type(data["protocol"]) is str
+            and (client is None or (type(client) is str and len(client) <= CLIENT_LENGTH_MAX))):
+        return None
+    try:
+        occurred_at = parse_instant(data["occurred_at"])
+    except ValueError:
+        return None
+    values = {"event_id": data["event_id"], "occurred_at": occurred_at, "type": "usage",
+              "account_id": data["account_id"], "model": data["model"],
+              "input_cache_hit_tokens": hit, "input_cache_miss_tokens": miss,
+              "output_tokens": output, "key_id": data["key_id"], "cluster": data["cluster"],
+              "protocol": data["protocol"], "client": client}
+    known = 12 if "client" in data else 11
+    extra = {k: v for k, v in data.items() if k not in values} if len(data) > known else {}
+    event = Usage.__new__(Usage)
+    _object_setattr(event, "__dict__", values)
+    _object_setattr(event, "__pydantic_extra__", extra)
+    _object_setattr(event, "__pydantic_fields_set__", set(data))  # as pydantic: given keys
+    _object_setattr(event, "__pydantic_private__", None)
+    return event
+

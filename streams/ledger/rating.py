@@ -1,0 +1,39 @@
+"""Rating: how many credits one usage event costs, including the off-peak coefficient.
+
+credits = hit x ratio_hit + miss x ratio_miss + output x ratio_output, times
+the off-peak coefficient (0.8) when occurred_at falls in the off-peak window
+[16:00, 24:00) UTC, i.e. Beijing 00:00-08:00: start inclusive, end exclusive.
+Computed in integer micro-credits (see `units`): exact, never rounded.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from streams.ledger.catalog import CatalogVersion
+
+__all__ = ["charge_micro", "is_offpeak", "seconds_of_day"]
+
+
+def seconds_of_day(instant: datetime) -> int:
+    """Whole seconds since 00:00 UTC of the instant's day (instant must be UTC)."""
+    return instant.hour * 3600 + instant.minute * 60 + instant.second
+
+
+def is_offpeak(version: CatalogVersion, instant: datetime) -> bool:
+    """True when the UTC instant is in the off-peak window [start_s, end_s).
+
+    Fractions of a second do not matter at the boundaries: 15:59:59.999 is
+    still peak, 16:00:00.000 is off-peak, 00:00:00 UTC is peak again.
+    """
+    second = seconds_of_day(instant)
+    return version.offpeak.start_s <= second < version.offpeak.end_s
+
+
+def charge_micro(version: CatalogVersion, model: str, hit: int, miss: int, output: int,
+                 instant: datetime) -> int | None:
+    """Micro-credits for one usage event, or None when the model is unknown."""
+    pair = version.micro_ratios(model)
+    if pair is None:
+        return None
+    ratio_hit, ratio_miss, ratio_output = pair[1] if is_offpeak(version, instant) else pair[0]
+    return hit * ratio_hit + miss * ratio_miss + output * ratio_output

@@ -1,0 +1,112 @@
+"""AccountState <-> plain JSON-able dict, for Faust table values and snapshots.
+
+Credits are decimal strings, instants RFC 3339 'Z' strings. A snapshot is a
+cache of derived state, never part of the history: `from_dict(to_dict(s))`
+must behave exactly like `s` (tested), and a malformed value raises ValueError.
+"""
+from __future__ import annotations
+
+from decimal import Decimal, InvalidOperation
+from typing import TYPE_CHECKING, Any
+
+from schemas.events import format_instant, parse_instant
+from streams.ledger.dedupe import AppliedIds
+from streams.ledger.limits import Limits
+from streams.ledger.packages import Package, UsageLog
+from streams.ledger.units import credits_text, to_micro
+
+if TYPE_CHECKING:
+    from streams.ledger.account import AccountState
+
+__all__ = ["STATE_FORMAT_VERSION", "state_from_dict", "state_to_dict"]
+
+#: Bump with an upcaster when the layout changes.
+STATE_FORMAT_VERSION = 1
+
+
+def _instant(value: Any):
+    return None if value is None else parse_instant(value)
+
+
+def _micro(value: Any) -> int:
+    if not isinstance(value, str):
+        raise ValueError("credits must be decimal strings")
+    try:
+        return to_micro(Decimal(value))
+    except InvalidOperation as error:
+        raise ValueError(f"not a decimal: {value!r}") from error
+
+
+def _package_to_dict(package: Package) -> dict:
+    return {
+        "tier": package.tier, "period": package.period, "currency": package.currency,
+        "valid_from": format_instant(package.valid_from),
+        "valid_until": format_instant(package.valid_until),
+        "anchor": format_instant(package.anchor), "index": package.index,
+        "period_months": package.period_months,
+        "credits_limit": credits_text(package.credits_limit_micro),
+        "opened_by": package.opened_by, "last_reset": format_instant(package.last_reset),
+        "credits_used": credits_text(package.used_micro),
+        "log": [[format_instant(t), credits_text(m)] for t, m in package.log],
+        "compacted": [[format_instant(t), credits_text(m)] for t, m in package.compacted],
+        "horizon": None if package.horizon is None else format_instant(package.horizon),
+        "exhausted": package.exhausted,
+    }
+
+
+def _package_from_dict(data: dict) -> Package:
+    package = Package(
+        tier=str(data["tier"]), period=str(data["period"]), currency=str(data["currency"]),
+        valid_from=parse_instant(data["valid_from"]), valid_until=parse_instant(data["valid_until"]),
+        anchor=parse_instant(data["anchor"]), index=int(data["index"]),
+        period_months=int(data["period_months"]),
+        credits_limit_micro=_micro(data["credits_limit"]), opened_by=str(data["opened_by"]),
+        last_reset=parse_instant(data["last_reset"]), used_micro=_micro(data["credits_used"]),
+        log=UsageLog([(parse_instant(t), _micro(m)) for t, m in data["log"]]),
+        compacted=tuple((parse_instant(t), _micro(m)) for t, m in data["compacted"]),
+        horizon=_instant(data["horizon"]), exhausted=bool(data["exhausted"]),
+    )
+    if package._count_from(package.last_reset) != package.used_micro:
+        raise ValueError("credits_used does not match the package's usage entries")
+    return package
+
+
+def state_to_dict(state: "AccountState") -> dict:
+    """Plain dict of str/int/bool/None/list/dict only."""
+    return {
+        "format": STATE_FORMAT_VERSION,
+        "account_id": state.account_id,
+        "packages": [_package_to_dict(p) for p in state.packages],
+        "refreshes": [format_instant(t) for t in state.refreshes],
+        "had_package": state.had_package,
+        "first_purchase_discount_used": state.first_purchase_discount_used,
+        "auto_renew_activated": state.auto_renew_activated,
+        "auto_renew_discount_used": state.auto_renew_discount_used,
+        "pruned_until": None if state.pruned_until is None else format_instant(state.pruned_until),
+        "first_valid_from": (None if state.first_valid_from is None
+                             else format_instant(state.first_valid_from)),
+        "applied": [[event_id, fp] for event_id, fp in state.applied.pairs()],
+    }
+
+
+def state_from_dict(data: dict, limits: Limits) -> "AccountState":
+    """Rebuild an AccountState; ValueError (never a silent repair) on anything malformed."""
+    from streams.ledger.account import AccountState
+
+    try:
+        if data.get("format") != STATE_FORMAT_VERSION:
+            raise ValueError(f"unknown state format {data.get('format')!r}")
+        return AccountState(
+            account_id=str(data["account_id"]),
+            applied=AppliedIds.from_pairs(limits.applied_ids_max, data["applied"]),
+            packages=tuple(_package_from_dict(p) for p in data["packages"]),
+            refreshes=tuple(parse_instant(t) for t in data["refreshes"]),
+            had_package=bool(data["had_package"]),
+            first_purchase_discount_used=bool(data["first_purchase_discount_used"]),
+            auto_renew_activated=bool(data["auto_renew_activated"]),
+            auto_renew_discount_used=bool(data["auto_renew_discount_used"]),
+            pruned_until=_instant(data["pruned_until"]),
+            first_valid_from=_instant(data["first_valid_from"]),
+        )
+    except (KeyError, TypeError, AttributeError) as error:
+        raise ValueError(f"malformed account state: {error!r}") from error

@@ -1,0 +1,53 @@
+"""The account view as of an instant: what `tokenplan replay` prints and gateways read.
+
+status: active (a package is valid at as_of and not exhausted), exhausted
+(valid but used >= pool), expired (the account had a package by as_of but
+none is valid then), none (no package had started by as_of).
+credits_used counts the refreshes in effect at as_of (usage before the
+latest refresh <= as_of does not count) and every applied usage event of
+that period after it; credits_remaining is never negative.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+
+from schemas.events import format_instant
+from streams.ledger.account import AccountState
+from streams.ledger.units import credits_text
+
+__all__ = ["account_view", "allowed", "empty_view"]
+
+_FIELDS = ("tier", "period", "credits_limit", "credits_used", "credits_remaining",
+           "valid_from", "valid_until")
+
+
+def empty_view(status: str = "none") -> dict:
+    """A view without a package (status none or expired)."""
+    return {"status": status, **{name: None for name in _FIELDS}}
+
+
+def account_view(state: AccountState | None, as_of: datetime) -> dict:
+    """The replay account view of `state` at `as_of` (credits as strings, times as 'Z' RFC 3339)."""
+    if state is None:
+        return empty_view()
+    package = state.package_at(as_of)
+    if package is None:
+        started = state.first_valid_from is not None and state.first_valid_from <= as_of
+        return empty_view("expired" if started else "none")
+    used = package.used_as_of(state.refreshes, as_of)
+    limit = package.credits_limit_micro
+    return {
+        "status": "exhausted" if used >= limit else "active",
+        "tier": package.tier,
+        "period": package.period,
+        "credits_limit": credits_text(limit),
+        "credits_used": credits_text(used),
+        "credits_remaining": credits_text(max(limit - used, 0)),
+        "valid_from": format_instant(package.valid_from),
+        "valid_until": format_instant(package.valid_until),
+    }
+
+
+def allowed(view: dict) -> bool:
+    """Whether a gateway may serve the account: only an active package allows service."""
+    return view.get("status") == "active"
