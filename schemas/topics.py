@@ -1,7 +1,8 @@
 """Topic names (short form; the runtime adds the `tokenplan.` prefix) and their keys.
 
 Every topic is keyed by `account_id` (UTF-8) so that all topics feeding one table are
-co-partitioned and a table write lands on the partition of its source event.
+co-partitioned and a table write lands on the partition of its source event. They all
+share one partition count (TOKENPLAN_PARTITIONS).
 """
 from __future__ import annotations
 
@@ -9,5 +10,32 @@ from __future__ import annotations
 USAGE = "usage"
 #: Billing events: plan.purchased, plan.upgraded, plan.renewed, quota.refreshed.
 PLANS = "plans"
+#: The sequenced per-account log: every input event exactly as received, in the order
+#: the ledger applies it (the replay source). Headers name the input topic/partition/offset.
+LEDGER_LOG = "ledger-log"
+#: Clock ticks from the leader worker, one per partition per interval (expiry).
+CLOCK = "clock"
+#: One record per applied charge or package change (balance after it).
+BALANCE_CHANGED = "balance-changed"
+#: quota.exhausted (once per package period) and quota.restored, in order.
+QUOTA_EXHAUSTED = "quota-exhausted"
+#: Compacted: key = account, value = latest allow/deny view.
+QUOTA_STATUS = "quota-status"
+#: Dead letters: original payload, reason, source topic/partition/offset.
+REJECTED = "rejected"
 
 ALL_INPUTS: tuple[str, ...] = (USAGE, PLANS)
+ALL_OUTPUTS: tuple[str, ...] = (BALANCE_CHANGED, QUOTA_EXHAUSTED, QUOTA_STATUS, REJECTED)
+
+#: Broker configs per topic (beyond partitions): the log is kept forever (it is the
+#: history a replay proves balances from); the status topic is compacted.
+TOPIC_CONFIGS: dict[str, dict[str, str]] = {
+    LEDGER_LOG: {"retention.ms": "-1", "retention.bytes": "-1"},
+    CLOCK: {"retention.ms": "3600000"},
+    QUOTA_STATUS: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
+}
+
+#: Kafka headers the sequencer puts on ledger-log records.
+HEADER_SOURCE_TOPIC = "tokenplan-source-topic"
+HEADER_SOURCE_PARTITION = "tokenplan-source-partition"
+HEADER_SOURCE_OFFSET = "tokenplan-source-offset"

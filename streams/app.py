@@ -1,7 +1,7 @@
 """The one faust.App of tokenplan, configured from the environment.
 
-Importing this module creates the app (faust registers agents, tables and pages on
-it at import time); `tokenplan worker` imports it and runs a faust Worker.
+Importing this module creates the app, its topics and tables (faust registers agents,
+tables and pages at import time); `tokenplan worker` imports it and runs a Worker.
 """
 from __future__ import annotations
 
@@ -9,9 +9,12 @@ import faust
 
 from schemas import topics
 from streams.config import Settings
+from streams.ledger import load_catalog
 from streams.topic_admin import TopicSpec
 
 settings = Settings.from_env()
+catalog = load_catalog()
+limits = settings.limits
 
 
 def create_app(config: Settings) -> faust.App:
@@ -29,9 +32,12 @@ def create_app(config: Settings) -> faust.App:
         web_host=config.web_host,
         web_port=config.web_port,
         web_bind=config.web_host,
+        canonical_url=config.advertised_url,
         web_in_thread=False,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
+        producer_linger=config.producer_linger_s,
+        broker_commit_interval=config.commit_interval_s,
         autodiscover=False,
     )
 
@@ -56,12 +62,29 @@ def declare_topic(short_name: str) -> faust.TopicT:
 
 usage_topic = declare_topic(topics.USAGE)
 plans_topic = declare_topic(topics.PLANS)
+ledger_log_topic = declare_topic(topics.LEDGER_LOG)
+clock_topic = declare_topic(topics.CLOCK)
+#: What the ledger agent consumes: the sequenced log and the clock ticks (co-partitioned).
+ledger_inputs = app.topic(settings.topic(topics.LEDGER_LOG), settings.topic(topics.CLOCK),
+                          key_type=bytes, value_type=bytes)
+out_topics: dict[str, faust.TopicT] = {name: declare_topic(name) for name in topics.ALL_OUTPUTS}
+
+#: account_id (UTF-8 bytes) -> AccountRecord bytes; changelog partition = ledger-log partition.
+accounts_table = app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes)
+#: b"p<partition>" -> PartitionRecord bytes (global refreshes this partition applied).
+partitions_table = app.Table("partitions", partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
 
 def topic_specs() -> list[TopicSpec]:
     """Every topic the worker reads or writes, for streams.topic_admin.ensure_topics."""
-    return [TopicSpec(settings.topic(name), settings.partitions) for name in topics.ALL_INPUTS]
+    names = (*topics.ALL_INPUTS, topics.LEDGER_LOG, topics.CLOCK, *topics.ALL_OUTPUTS)
+    specs = [TopicSpec(settings.topic(name), settings.partitions, topics.TOPIC_CONFIGS.get(name, {})) for name in names]
+    # Changelogs too, compacted as faust would make them: created before the group forms.
+    specs += [TopicSpec(table.changelog_topic.get_topic_name(), settings.partitions, {"cleanup.policy": "compact"})
+              for table in (accounts_table, partitions_table)]
+    return specs
+
 
 # Register agents and web views on the app (they import `app` from here).
 from streams import web  # noqa: E402,F401
-from streams.agents import ingest  # noqa: E402,F401
+from streams.agents import ledger, sequencer, status  # noqa: E402,F401

@@ -15,6 +15,7 @@ SUBCOMMANDS: dict[str, str] = {
     "worker": "streams.commands.worker",
     "replay": "streams.commands.replay",
     "quote": "streams.commands.quote",
+    "simulate": "streams.commands.simulate",
 }
 
 
@@ -36,7 +37,8 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one subcommand; return its exit code."""
     argv = sys.argv[1:] if argv is None else argv
-    selected = next((a for a in argv if a in SUBCOMMANDS), None)
+    first = next((a for a in argv if not a.startswith("-")), None)
+    selected = first if first in SUBCOMMANDS else None
     parser = build_parser(selected)
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

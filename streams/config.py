@@ -8,6 +8,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from streams.ledger.limits import Limits
 
 
 def _env_int(environ: dict[str, str], name: str, default: int) -> int:
@@ -39,6 +43,20 @@ class Settings:
     web_port: int = 6066
     #: TOKENPLAN_DATA_DIR: RocksDB table state and faust's local data.
     data_dir: Path = Path(".data")
+    #: TOKENPLAN_CANONICAL_URL: how other workers reach this one (lookup routing).
+    canonical_url: str = ""
+    #: TOKENPLAN_PRODUCER_LINGER_MS: producer batching delay; small, gateways wait on status.
+    producer_linger_ms: int = 1
+    #: TOKENPLAN_COMMIT_INTERVAL_MS: how often consumed offsets are committed.
+    commit_interval_ms: int = 1000
+    #: TOKENPLAN_STATUS_SCAN_INTERVAL_MS: how often expiry is checked (time passing, no event).
+    status_scan_interval_ms: int = 1000
+    #: TOKENPLAN_SEQUENCER_BATCH_MAX: events the sequencer forwards per batch (stream.take).
+    sequencer_batch_max: int = 500
+    #: TOKENPLAN_APPLIED_IDS_MAX: per-account dedupe memory (event_ids) of the core.
+    applied_ids_max: int = 256
+    #: TOKENPLAN_USAGE_ENTRIES_MAX: per-package exact usage entries kept for late refreshes.
+    usage_entries_max: int = 256
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -53,12 +71,39 @@ class Settings:
             web_host=env.get("TOKENPLAN_WEB_HOST") or defaults.web_host,
             web_port=_env_int(env, "TOKENPLAN_WEB_PORT", defaults.web_port),
             data_dir=Path(env.get("TOKENPLAN_DATA_DIR") or defaults.data_dir),
+            canonical_url=env.get("TOKENPLAN_CANONICAL_URL") or "",
+            producer_linger_ms=_env_int(env, "TOKENPLAN_PRODUCER_LINGER_MS", defaults.producer_linger_ms),
+            commit_interval_ms=_env_int(env, "TOKENPLAN_COMMIT_INTERVAL_MS", defaults.commit_interval_ms),
+            status_scan_interval_ms=_env_int(env, "TOKENPLAN_STATUS_SCAN_INTERVAL_MS", defaults.status_scan_interval_ms),
+            sequencer_batch_max=_env_int(env, "TOKENPLAN_SEQUENCER_BATCH_MAX", defaults.sequencer_batch_max),
+            applied_ids_max=_env_int(env, "TOKENPLAN_APPLIED_IDS_MAX", defaults.applied_ids_max),
+            usage_entries_max=_env_int(env, "TOKENPLAN_USAGE_ENTRIES_MAX", defaults.usage_entries_max),
         )
 
     @property
     def broker_urls(self) -> list[str]:
         """faust wants one kafka:// URL per bootstrap server."""
         return [f"kafka://{host.strip()}" for host in self.bootstrap_servers.split(",") if host.strip()]
+
+    @property
+    def advertised_url(self) -> str:
+        """The canonical URL, defaulting to the web host and port."""
+        return self.canonical_url or f"http://{self.web_host}:{self.web_port}"
+
+    @property
+    def producer_linger_s(self) -> float:
+        return self.producer_linger_ms / 1000
+
+    @property
+    def commit_interval_s(self) -> float:
+        return self.commit_interval_ms / 1000
+
+    @property
+    def limits(self) -> "Limits":
+        """The core's limits with the worker's bounds (replay must use the same)."""
+        from streams.ledger.limits import Limits
+
+        return Limits(applied_ids_max=self.applied_ids_max, usage_entries_max=self.usage_entries_max)
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as `usage`."""

@@ -27,11 +27,12 @@ async def test_worker_consumes_a_produced_message_and_reports_it(kafka_bootstrap
     while time.monotonic() < deadline:
         status, body = http_get(f"{worker.url}/health")
         consumed = body.get("consumed", {})
-        if consumed.get(namespace.topic("usage")) == 1 and consumed.get(namespace.topic("plans")) == 1:
+        if consumed.get(namespace.topic("ledger-log")) == 2:
             break
         time.sleep(0.2)
     assert status == 200 and body["status"] == "running"
-    assert consumed == {namespace.topic("usage"): 1, namespace.topic("plans"): 1}
+    # Each input record was consumed once and sequenced once into the ledger-log.
+    assert consumed == {namespace.topic("usage"): 1, namespace.topic("plans"): 1, namespace.topic("ledger-log"): 2}
 
 
 async def test_worker_creates_input_topics_with_the_configured_partition_count(kafka_bootstrap, namespace, start_worker):

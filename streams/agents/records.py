@@ -1,0 +1,120 @@
+"""What the worker stores and publishes, as bytes: table values and out-topic values.
+
+The account table value holds the core's `AccountState` together with what has been
+applied (the ledger-log position and the source of the last applied event) and the
+last status published for it: "remember what was applied, in the same state that
+holds the balance", so a redelivery is recognised by one comparison.
+"""
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from streams.ledger import AccountState, Limits, redact
+
+#: Bump with an upcaster when the table value layout changes.
+RECORD_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where an input event came from (input topic, partition, offset)."""
+
+    topic: str
+    partition: int
+    offset: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+@dataclass(frozen=True)
+class LogPosition:
+    """Where the ledger read an event: the sequenced ledger-log partition and offset."""
+
+    partition: int
+    offset: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {"partition": self.partition, "offset": self.offset}
+
+
+@dataclass
+class AccountRecord:
+    """One account's table value."""
+
+    state: AccountState
+    log: LogPosition
+    source: Source | None = None
+    event_time: str | None = None
+    #: (status, allowed, tier, valid_from) last published on quota-status.
+    status_key: tuple | None = None
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "v": RECORD_FORMAT_VERSION,
+            "state": self.state.to_dict(),
+            "log": self.log.to_dict(),
+            "source": None if self.source is None else self.source.to_dict(),
+            "event_time": self.event_time,
+            "status_key": None if self.status_key is None else list(self.status_key),
+        })
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, limits: Limits) -> "AccountRecord":
+        data = orjson.loads(raw)
+        if data.get("v") != RECORD_FORMAT_VERSION:
+            raise ValueError(f"unknown account record version {data.get('v')!r}")
+        source = data.get("source")
+        status_key = data.get("status_key")
+        return cls(
+            state=AccountState.from_dict(data["state"], limits),
+            log=LogPosition(**data["log"]),
+            source=None if source is None else Source(**source),
+            event_time=data.get("event_time"),
+            status_key=None if status_key is None else tuple(status_key),
+        )
+
+
+@dataclass
+class PartitionRecord:
+    """Per-partition ledger state: the global refreshes this partition has applied."""
+
+    global_refreshes: list[str] = field(default_factory=list)
+    global_refresh_ids: list[tuple[str, str]] = field(default_factory=list)
+    log_offset: int = -1
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"v": RECORD_FORMAT_VERSION, "global_refreshes": self.global_refreshes,
+                             "global_refresh_ids": self.global_refresh_ids, "log_offset": self.log_offset})
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> "PartitionRecord":
+        data = orjson.loads(raw)
+        return cls(list(data["global_refreshes"]), [tuple(pair) for pair in data["global_refresh_ids"]],
+                   int(data["log_offset"]))
+
+
+def payload_field(raw: bytes) -> dict[str, str]:
+    """The original payload for a dead letter: text when UTF-8 (secrets redacted), else base64."""
+    try:
+        return {"payload": redact(raw.decode("utf-8")), "payload_encoding": "utf-8"}
+    except UnicodeDecodeError:
+        return {"payload": base64.b64encode(raw).decode("ascii"), "payload_encoding": "base64"}
+
+
+def dead_letter(raw: bytes, reason: str, detail: str, source: Source | None, log: LogPosition | None,
+                event_id: str | None = None) -> bytes:
+    """A `tokenplan.rejected` value: the original payload, the reason, where it came from."""
+    return orjson.dumps({
+        "type": "event.rejected",
+        "reason": reason,
+        "detail": redact(detail),
+        "event_id": None if event_id is None else redact(event_id),
+        "source": None if source is None else source.to_dict(),
+        "log": None if log is None else log.to_dict(),
+        **payload_field(raw),
+    })

@@ -1,0 +1,32 @@
+"""Clock ticks for expiry: status changes that come from time passing, not from events.
+
+The leader worker sends a tick to every partition of the `clock` topic each
+TOKENPLAN_STATUS_SCAN_INTERVAL_MS. The ledger agent consumes `clock` beside
+`ledger-log` (co-partitioned), so a tick is processed by the partition's owner, in the
+partition's context, and may update the account records (their last published
+status) like any event. Ticks are not part of the ledger-log: replays never see them.
+"""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import orjson
+
+from schemas.events import format_instant
+from streams.agents.expiry import ExpiryIndex
+from streams.app import app, clock_topic, settings
+
+expiry_index = ExpiryIndex()
+
+
+@app.timer(settings.status_scan_interval_ms / 1000, on_leader=True)
+async def send_clock_ticks() -> None:
+    tick = orjson.dumps({"type": "clock.tick", "at": format_instant(datetime.now(timezone.utc))})
+    for partition in range(settings.partitions):
+        await clock_topic.send(key=None, value=tick, partition=partition)
+
+
+@app.on_rebalance_complete.connect
+async def forget_expiry_index(sender, **kwargs) -> None:
+    """Partitions may have moved: rebuild each partition's index on its next tick."""
+    expiry_index.clear()

@@ -1,0 +1,56 @@
+"""The faust-table PartitionStore: one partition's accounts and its partition record.
+
+Writes go through `table[key] = value`, so faust sends them to the changelog partition
+of the event being processed: the ledger-log partition, which is also the partition
+of every account key written here (the sequencer keys ledger-log by account_id).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from aiokafka.partitioner import murmur2
+
+from streams.agents.records import AccountRecord, PartitionRecord
+from streams.ledger import Limits
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default (murmur2) partitioner gives `key`."""
+    return (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def partition_key(partition: int) -> bytes:
+    return b"p%d" % partition
+
+
+class TableStore:
+    """PartitionStore over the accounts and partitions tables, for one partition."""
+
+    def __init__(self, accounts, partitions_table, partition: int, partitions: int, limits: Limits) -> None:
+        self.accounts = accounts
+        self.partitions_table = partitions_table
+        self.partition = partition
+        self.partitions = partitions
+        self.limits = limits
+
+    def get(self, account_id: str) -> AccountRecord | None:
+        raw = self.accounts.get(account_id.encode("utf-8"))
+        return None if raw is None else AccountRecord.from_bytes(raw, self.limits)
+
+    def put(self, account_id: str, record: AccountRecord) -> None:
+        self.accounts[account_id.encode("utf-8")] = record.to_bytes()
+
+    def account_ids(self) -> Iterable[str]:
+        return list(self._own_keys())
+
+    def _own_keys(self) -> Iterator[str]:
+        for key in self.accounts.keys():
+            if key_partition(key, self.partitions) == self.partition:
+                yield key.decode("utf-8")
+
+    def get_partition(self) -> PartitionRecord:
+        raw = self.partitions_table.get(partition_key(self.partition))
+        return PartitionRecord() if raw is None else PartitionRecord.from_bytes(raw)
+
+    def put_partition(self, record: PartitionRecord) -> None:
+        self.partitions_table[partition_key(self.partition)] = record.to_bytes()
