@@ -6,12 +6,10 @@ name (the rulebook's own limits live in `streams.ledger.limits`).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from streams.ledger.limits import Limits
+from streams.ledger.limits import Limits
 
 
 def _env_int(environ: dict[str, str], name: str, default: int) -> int:
@@ -22,6 +20,28 @@ def _env_int(environ: dict[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError as error:
         raise SystemExit(f"{name}={raw!r} is not an integer") from error
+
+
+#: Environment variable -> Limits field. A worker and a replay of its log must agree.
+LIMIT_VARIABLES: dict[str, str] = {
+    "TOKENPLAN_TOKENS_PER_FIELD_MAX": "tokens_per_field_max",
+    "TOKENPLAN_EVENT_BYTES_MAX": "event_bytes_max",
+    "TOKENPLAN_APPLIED_IDS_MAX": "applied_ids_max",
+    "TOKENPLAN_USAGE_ENTRIES_MAX": "usage_entries_max",
+    "TOKENPLAN_PACKAGES_MAX": "packages_max",
+    "TOKENPLAN_REFRESHES_MAX": "refreshes_max",
+    "TOKENPLAN_GLOBAL_REFRESHES_MAX": "global_refreshes_max",
+}
+
+
+def limits_from_env(environ: dict[str, str] | None = None) -> Limits:
+    """The core's Limits: documented defaults, overridden by TOKENPLAN_*_MAX variables."""
+    env = dict(os.environ if environ is None else environ)
+    overrides = {attribute: _env_int(env, name, 0) for name, attribute in LIMIT_VARIABLES.items() if env.get(name)}
+    try:
+        return Limits(**overrides)
+    except ValueError as error:
+        raise SystemExit(f"invalid limit: {error}") from error
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,10 +73,9 @@ class Settings:
     status_scan_interval_ms: int = 1000
     #: TOKENPLAN_SEQUENCER_BATCH_MAX: events the sequencer forwards per batch (stream.take).
     sequencer_batch_max: int = 500
-    #: TOKENPLAN_APPLIED_IDS_MAX: per-account dedupe memory (event_ids) of the core.
-    applied_ids_max: int = 256
-    #: TOKENPLAN_USAGE_ENTRIES_MAX: per-package exact usage entries kept for late refreshes.
-    usage_entries_max: int = 256
+
+    #: The core's limits (streams.ledger.limits), with overrides from the environment.
+    limits: Limits = field(default_factory=Limits)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -76,8 +95,7 @@ class Settings:
             commit_interval_ms=_env_int(env, "TOKENPLAN_COMMIT_INTERVAL_MS", defaults.commit_interval_ms),
             status_scan_interval_ms=_env_int(env, "TOKENPLAN_STATUS_SCAN_INTERVAL_MS", defaults.status_scan_interval_ms),
             sequencer_batch_max=_env_int(env, "TOKENPLAN_SEQUENCER_BATCH_MAX", defaults.sequencer_batch_max),
-            applied_ids_max=_env_int(env, "TOKENPLAN_APPLIED_IDS_MAX", defaults.applied_ids_max),
-            usage_entries_max=_env_int(env, "TOKENPLAN_USAGE_ENTRIES_MAX", defaults.usage_entries_max),
+            limits=limits_from_env(env),
         )
 
     @property
@@ -97,13 +115,6 @@ class Settings:
     @property
     def commit_interval_s(self) -> float:
         return self.commit_interval_ms / 1000
-
-    @property
-    def limits(self) -> "Limits":
-        """The core's limits with the worker's bounds (replay must use the same)."""
-        from streams.ledger.limits import Limits
-
-        return Limits(applied_ids_max=self.applied_ids_max, usage_entries_max=self.usage_entries_max)
 
     def topic(self, name: str) -> str:
         """Full topic name for a short name such as `usage`."""

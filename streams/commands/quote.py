@@ -7,6 +7,7 @@ import sys
 import orjson
 
 from streams.commands.replay import UsageError, parse_as_of, replay_into
+from streams.config import limits_from_env
 from streams.ledger.catalog import load_catalog
 from streams.ledger.ledger import Ledger
 from streams.ledger.prices import quote
@@ -41,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         at = parse_as_of(args.at)
         catalog = load_catalog()
-        ledger = replay_into(Ledger(catalog), args.events, progress=False)
+        ledger = replay_into(Ledger(catalog, limits_from_env()), args.events, progress=False)
     except UsageError as error:
         print(f"tokenplan quote: {error}", file=sys.stderr)
         return 2

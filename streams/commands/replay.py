@@ -12,6 +12,7 @@ from typing import BinaryIO, Iterator
 import orjson
 
 from schemas.events import parse_instant
+from streams.config import limits_from_env
 from streams.ledger.catalog import load_catalog
 from streams.ledger.ledger import Ledger
 
@@ -134,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     """Replay and print; 2 with a message on stderr for unusable input."""
     try:
         as_of = parse_as_of(args.as_of)
-        ledger = replay_into(Ledger(load_catalog()), args.events, progress=args.progress)
+        ledger = replay_into(Ledger(load_catalog(), limits_from_env()), args.events, progress=args.progress)
     except UsageError as error:
         print(f"tokenplan replay: {error}", file=sys.stderr)
         return 2

@@ -23,11 +23,11 @@ class Limits:
         `tokens_out_of_range` rather than charged.
     event_id_length_max / account_id_length_max: 128 characters (the contract).
     event_bytes_max: a raw event larger than 64 KiB is refused before parsing.
-    applied_ids_max: per-account dedupe memory (default 4096 most recently
+    applied_ids_max: per-account dedupe memory (default 512 most recently
         applied event_ids with a content fingerprint). A redelivery older than
         that is no longer recognised; Kafka redeliveries are far more recent.
     usage_entries_max: per-package usage entries kept at their exact
-        `occurred_at` (default 1024) so a late refresh or upgrade can split a
+        `occurred_at` (default 256) so a late refresh or upgrade can split a
         package's usage exactly. Beyond it the oldest half is folded into
         per-segment totals and the package's split horizon moves forward; a
         refresh or upgrade at or before that horizon is refused
@@ -38,14 +38,19 @@ class Limits:
     refreshes_max: refresh instants kept per account (default 64); refreshes
         older than every kept package are pruned first.
     global_refreshes_max: global refresh instants a `Ledger` keeps (default 256).
+
+    Why these sizes: the streaming ledger writes an account's whole state to its
+    table (and changelog) on every event, so per-account memory is bounded
+    tightly. The worker and every replay must use the same limits (they change
+    outcomes at the edges); `streams.config.limits_from_env` is that one place.
     """
 
     tokens_per_field_max: int = TOKENS_PER_FIELD_MAX
     event_id_length_max: int = EVENT_ID_LENGTH_MAX
     account_id_length_max: int = ACCOUNT_ID_LENGTH_MAX
     event_bytes_max: int = 65_536
-    applied_ids_max: int = 4096
-    usage_entries_max: int = 1024
+    applied_ids_max: int = 512
+    usage_entries_max: int = 256
     packages_max: int = 36
     refreshes_max: int = 64
     global_refreshes_max: int = 256

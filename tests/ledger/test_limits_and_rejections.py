@@ -8,7 +8,7 @@ from streams.ledger.rejections import reject
 
 def test_defaults_and_bounds():
     limits = Limits()
-    assert (limits.tokens_per_field_max, limits.event_id_length_max, limits.applied_ids_max) == (10_000_000, 128, 4096)
+    assert (limits.tokens_per_field_max, limits.event_id_length_max, limits.applied_ids_max) == (10_000_000, 128, 512)
     with pytest.raises(ValueError):
         Limits(tokens_per_field_max=20_000_000)  # may tighten the contract, never loosen it
     with pytest.raises(ValueError):
