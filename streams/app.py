@@ -82,6 +82,8 @@ def topic_specs() -> list[TopicSpec]:
     # Changelogs too, compacted as faust would make them: created before the group forms.
     specs += [TopicSpec(table.changelog_topic.get_topic_name(), settings.partitions, {"cleanup.policy": "compact"})
               for table in (accounts_table, partitions_table)]
+    # faust's leader-election topic (one partition), so the first join finds it.
+    specs.append(TopicSpec(f"{settings.app_id}-__assignor-__leader", 1))
     return specs
 
 

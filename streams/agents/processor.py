@@ -133,12 +133,16 @@ class Processor:
         if account_id is not None:
             record = store.get(account_id)
             if record is not None and record.log.partition == log.partition and log.offset <= record.log.offset:
-                # Redelivery of an event this account already applied: publish the
-                # current status again (idempotent, compacted) and change nothing.
+                # Redelivery of an event this account already applied (the worker
+                # stopped before committing). Change nothing, but write the record
+                # again: its changelog message may be what was lost, and the local
+                # store must never be the only copy. Publish the status again too.
                 out.append(self._status(account_id, record, now, force=True))
+                store.put(account_id, record)
                 return out
         partition = store.get_partition()
         if account_id is None and log.offset <= partition.log_offset:
+            store.put_partition(partition)  # same reason: re-send its changelog
             return out
         accounts = _Accounts(store)
         ledger = Ledger(self.catalog, self.limits, accounts=accounts,
