@@ -5,6 +5,7 @@ events; the out-topics are checked for what the gateways and dashboards rely on.
 """
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import timedelta
 
@@ -176,3 +177,30 @@ async def test_unknown_account_is_none_and_not_allowed(worker):
     status, body = lookup(worker, "never-seen")
     assert status == 200
     assert body["status"] == "none" and body["allowed"] is False
+
+
+async def test_a_package_that_ends_with_no_event_becomes_expired(kafka_bootstrap, ns, worker):
+    """Expiry is time passing: the clock tick publishes it, no event for the account needed."""
+    from datetime import datetime, timezone
+
+    from streams.ledger.periods import add_months
+
+    now = datetime.now(timezone.utc).replace(microsecond=0)
+    # A monthly package bought one calendar month before now + 6 s: it ends in ~6 s.
+    ends = now + timedelta(seconds=6)
+    bought = add_months(ends, -1)
+    if add_months(bought, 1) != ends:
+        pytest.skip("month-end day: one month back and forth does not return to the same day")
+    await buy(kafka_bootstrap, ns, worker, [ev.purchase("short-lived", bought)])
+    body = await wait_lookup(worker, "short-lived", lambda body: body["status"] == "expired")
+    assert body["allowed"] is False
+
+    async def expired_on_status_topic():
+        statuses = [s for s in await consume_json(kafka_bootstrap, ns, "quota-status", idle_s=0.5)
+                    if s["account_id"] == "short-lived"]
+        return statuses and statuses[-1]["status"] == "expired"
+
+    deadline = asyncio.get_running_loop().time() + 20
+    while not await expired_on_status_topic():
+        assert asyncio.get_running_loop().time() < deadline, "no expired record on quota-status"
+        await asyncio.sleep(0.5)
