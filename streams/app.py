@@ -38,6 +38,8 @@ def create_app(config: Settings) -> faust.App:
         producer_acks=-1,
         producer_linger=config.producer_linger_s,
         broker_commit_interval=config.commit_interval_s,
+        broker_session_timeout=config.session_timeout_ms / 1000,
+        broker_heartbeat_interval=min(3.0, config.session_timeout_ms / 3000),
         autodiscover=False,
     )
 

@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, str] = {
     "replay": "streams.commands.replay",
     "quote": "streams.commands.quote",
     "simulate": "streams.commands.simulate",
+    "audit": "streams.commands.audit",
 }
 
 

@@ -122,13 +122,14 @@ class Processor:
         out: list[Emit] = []
         event = decode_event(raw, self.limits)
         if isinstance(event, Rejection):
-            out.append(self._dead(raw, key, event.reason.value, event.detail, source, log, event.event_id))
+            out.append(self._dead(raw, key, event.reason.value, event.detail, source, log, event.event_id,
+                                  event.account_id))
             return out
         account_id = event.account_id
         if account_id is not None and key is not None and key != account_id.encode("utf-8"):
             out.append(self._dead(raw, key, "key_mismatch",
                                   "the message key must be the event's account_id (UTF-8)", source, log,
-                                  event.event_id))
+                                  event.event_id, account_id))
             return out
         if account_id is not None:
             record = store.get(account_id)
@@ -151,7 +152,8 @@ class Processor:
                                                                  partition.global_refresh_ids))
         results = ledger.apply(event)
         for rejection in ledger.rejected:
-            out.append(self._dead(raw, key, rejection.reason.value, rejection.detail, source, log, rejection.event_id))
+            out.append(self._dead(raw, key, rejection.reason.value, rejection.detail, source, log, rejection.event_id,
+                                  rejection.account_id))
         event_time = format_instant(event.occurred_at)
         for result in results:
             out.extend(self._apply_result(result, accounts, store, log, source, event_time, now))
@@ -205,8 +207,8 @@ class Processor:
 
     @staticmethod
     def _dead(raw: bytes, key: bytes | None, reason: str, detail: str, source: Source | None,
-              log: LogPosition, event_id: str | None) -> Emit:
-        return Emit(REJECTED, key, dead_letter(raw, reason, detail, source, log, event_id))
+              log: LogPosition, event_id: str | None, account_id: str | None) -> Emit:
+        return Emit(REJECTED, key, dead_letter(raw, reason, detail, source, log, event_id, account_id))
 
 
 class DictStore:

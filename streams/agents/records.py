@@ -107,13 +107,14 @@ def payload_field(raw: bytes) -> dict[str, str]:
 
 
 def dead_letter(raw: bytes, reason: str, detail: str, source: Source | None, log: LogPosition | None,
-                event_id: str | None = None) -> bytes:
+                event_id: str | None = None, account_id: str | None = None) -> bytes:
     """A `tokenplan.rejected` value: the original payload, the reason, where it came from."""
     return orjson.dumps({
         "type": "event.rejected",
         "reason": reason,
         "detail": redact(detail),
         "event_id": None if event_id is None else redact(event_id),
+        "account_id": None if account_id is None else redact(account_id),
         "source": None if source is None else source.to_dict(),
         "log": None if log is None else log.to_dict(),
         **payload_field(raw),

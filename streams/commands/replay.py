@@ -16,10 +16,10 @@ from streams.config import limits_from_env
 from streams.ledger.catalog import load_catalog
 from streams.ledger.ledger import Ledger
 
-HELP = "replay an events file (JSON lines) and print every account's view"
+HELP = "replay an events file (JSON lines) or the ledger-log in Kafka and print every account's view"
 DESCRIPTION = """\
-Read events (one JSON object per line, '-' for stdin) in file order, apply the
-rulebook, and print JSON:
+Read events (one JSON object per line, '-' for stdin) in file order, or with
+--from-kafka the ledger's persisted input log, apply the rulebook, and print JSON:
   {"as_of": T, "accounts": {ACCOUNT: {"status", "tier", "period", "credits_limit",
    "credits_used", "credits_remaining", "valid_from", "valid_until"}},
    "rejected": [{"event_id", "reason", ...}]}
@@ -122,32 +122,85 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `replay` subcommand."""
     parser = subparsers.add_parser("replay", help=HELP, description=DESCRIPTION,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("events", metavar="EVENTS.jsonl", help="events file, or - for stdin")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("events", metavar="EVENTS.jsonl", nargs="?", help="events file, or - for stdin")
+    source.add_argument("--events", dest="events_option", metavar="FILE", help="same as EVENTS.jsonl")
+    source.add_argument("--from-kafka", action="store_true",
+                        help="replay the ledger's persisted input log (tokenplan.ledger-log) from the beginning "
+                             "up to its current end, with the live ledger's code; KAFKA_BOOTSTRAP_SERVERS, "
+                             "TOKENPLAN_TOPIC_PREFIX and the TOKENPLAN_*_MAX limits as for the worker")
     parser.add_argument("--as-of", metavar="T",
                         help="RFC 3339 instant with offset for the views (default: now)")
     parser.add_argument("--out", metavar="FILE", help="write the JSON here instead of stdout")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                        help="progress bar on stderr (default: when stderr is a TTY or the file is large)")
+                        help="progress bar on stderr (default: when stderr is a TTY or the input is large)")
     parser.set_defaults(func=run)
+
+
+def replay_kafka(as_of: datetime, progress: bool | None) -> dict:
+    """--from-kafka: the ledger-log through the live ledger's Processor (see streams.kafka_replay)."""
+    import asyncio
+
+    from streams.config import Settings
+    from streams.kafka_replay import replay_ledger_log
+
+    settings = Settings.from_env()
+    show = progress if progress is not None else sys.stderr.isatty()
+    with _kafka_progress(show) as on_progress, _bulk_gc():
+        try:
+            replayed = asyncio.run(replay_ledger_log(settings, load_catalog(), settings.limits, as_of, on_progress))
+        except LookupError as error:
+            raise UsageError(str(error)) from error
+        except Exception as error:  # the broker is unreachable or refuses: say so, plainly
+            raise UsageError(f"cannot read the ledger-log on {settings.bootstrap_servers}: {error!r}") from error
+    return replayed.result(as_of)
+
+
+@contextlib.contextmanager
+def _kafka_progress(show: bool):
+    """A rich progress line on stderr: events, events/s, lag to the end offsets."""
+    if not show:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn
+
+    columns = (TextColumn("replay ledger-log"), BarColumn(),
+               TextColumn("{task.completed:,.0f} events  {task.fields[rate]:,.0f}/s  lag {task.fields[lag]:,}"))
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("replay", total=None, rate=0.0, lag=0)
+
+        def update(state) -> None:
+            bar.update(task, completed=state.events, total=state.total, rate=state.rate, lag=state.lag)
+
+        yield update
+
+
+def write_output(result: dict, out: str | None) -> None:
+    output = orjson.dumps(result, option=orjson.OPT_INDENT_2) + b"\n"
+    if out:
+        try:
+            with open(out, "wb") as handle:
+                handle.write(output)
+        except OSError as error:
+            raise UsageError(f"cannot write {out}: {error.strerror}") from error
+    else:
+        sys.stdout.buffer.write(output)
+        sys.stdout.flush()
 
 
 def run(args: argparse.Namespace) -> int:
     """Replay and print; 2 with a message on stderr for unusable input."""
     try:
         as_of = parse_as_of(args.as_of)
-        ledger = replay_into(Ledger(load_catalog(), limits_from_env()), args.events, progress=args.progress)
+        if args.from_kafka:
+            result = replay_kafka(as_of, args.progress)
+        else:
+            path = args.events if args.events is not None else args.events_option
+            ledger = replay_into(Ledger(load_catalog(), limits_from_env()), path, progress=args.progress)
+            result = ledger.result(as_of)
+        write_output(result, args.out)
     except UsageError as error:
         print(f"tokenplan replay: {error}", file=sys.stderr)
         return 2
-    output = orjson.dumps(ledger.result(as_of), option=orjson.OPT_INDENT_2) + b"\n"
-    if args.out:
-        try:
-            with open(args.out, "wb") as handle:
-                handle.write(output)
-        except OSError as error:
-            print(f"tokenplan replay: cannot write {args.out}: {error.strerror}", file=sys.stderr)
-            return 2
-    else:
-        sys.stdout.buffer.write(output)
-        sys.stdout.flush()
     return 0

@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[2]
 LOCAL_KAFKA = REPO / "deploy" / "local-kafka"
 KAFKA_READY = REPO / "deploy" / "kafka_ready.py"
 #: How long a worker may take to answer /health with 200 (first start compiles little).
-WORKER_READY_TIMEOUT_S = 60.0
+WORKER_READY_TIMEOUT_S = 90.0
 
 
 def broker_reachable(bootstrap: str) -> bool:
