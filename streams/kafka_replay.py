@@ -92,6 +92,7 @@ async def replay_ledger_log(settings: Settings, catalog: Catalog, limits: Limits
                                 group_id=None, auto_offset_reset="earliest", max_poll_records=FETCH_RECORDS_MAX)
     await consumer.start()
     try:
+        await consumer.topics()  # fetch metadata: partitions_for_topic reads the cache
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise LookupError(f"topic {topic} does not exist on {settings.bootstrap_servers}")

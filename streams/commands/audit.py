@@ -93,6 +93,7 @@ async def status_accounts(settings) -> set[str]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
+        await consumer.topics()  # fetch metadata: partitions_for_topic reads the cache
         partitions = consumer.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in partitions]
         if not assigned:
