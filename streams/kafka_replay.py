@@ -92,7 +92,8 @@ async def replay_ledger_log(settings: Settings, catalog: Catalog, limits: Limits
                                 group_id=None, auto_offset_reset="earliest", max_poll_records=FETCH_RECORDS_MAX)
     await consumer.start()
     try:
-        await consumer.topics()  # fetch metadata: partitions_for_topic reads the cache
+        consumer._client.add_topic(topic)  # partitions_for_topic reads the metadata cache
+        await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic)
         if not partitions:
             raise LookupError(f"topic {topic} does not exist on {settings.bootstrap_servers}")

@@ -93,7 +93,8 @@ async def status_accounts(settings) -> set[str]:
     consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer.topics()  # fetch metadata: partitions_for_topic reads the cache
+        consumer._client.add_topic(topic)  # partitions_for_topic reads the metadata cache
+        await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic) or set()
         assigned = [TopicPartition(topic, p) for p in partitions]
         if not assigned:
