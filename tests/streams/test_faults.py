@@ -66,6 +66,7 @@ async def assert_balances_proven(kafka_bootstrap: str, ns: Namespace, worker, lo
                 del pending[account_id]
         if pending:
             await asyncio.sleep(1.0)
+    print(f"  caught up with the produced events in {time.monotonic() - deadline + CATCH_UP_TIMEOUT_S:.1f}s", flush=True)
     if pending:
         account_id = next(iter(pending))
         _status, body = lookup(worker, account_id, as_of)
@@ -94,7 +95,9 @@ async def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(k
         kills += 1
         print(f"kill -9 #{kills} after {load.sent} events sent", flush=True)
         worker.start()
+        started = time.monotonic()
         worker.wait_healthy()
+        print(f"  restarted and healthy in {time.monotonic() - started:.1f}s", flush=True)
         if kills >= 6:
             break
     await publishing
