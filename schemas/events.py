@@ -54,6 +54,9 @@ _RFC3339 = re.compile(
 )
 
 
+_UTC = timezone.utc
+
+
 def parse_instant(value: Any) -> datetime:
     """Parse an RFC 3339 string (or accept an aware datetime) into a UTC datetime.
 
@@ -73,6 +76,9 @@ def parse_instant(value: Any) -> datetime:
 
 def format_instant(value: datetime) -> str:
     """Format a UTC instant as RFC 3339 with a 'Z' suffix (microseconds only when present)."""
+    if value.tzinfo is _UTC:
+        # Already UTC: isoformat ends with "+00:00"; same text, without two conversions.
+        return value.isoformat()[:-6] + "Z"
     text = value.astimezone(timezone.utc).replace(tzinfo=None).isoformat()
     return text + "Z"
 

@@ -35,7 +35,7 @@ from schemas.events import (
 from schemas.outputs import BalanceChanged, PackageRef, QuotaExhausted, QuotaRestored
 from streams.ledger.catalog import Catalog, CatalogVersion
 from streams.ledger.dedupe import AppliedIds, fingerprint_bytes
-from streams.ledger.errors import invariant
+from streams.ledger.errors import LedgerInvariantError, invariant
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
 from streams.ledger.packages import Package, last_reset_for
 from streams.ledger.periods import period_end
@@ -275,23 +275,37 @@ def step(state: AccountState | None, event: Event, catalog: Catalog,
         state.account_id if state is not None else None)
     if account_id is None:
         return StepResult(state)
-    invariant(state is None or state.account_id == account_id, "event routed to another account")
-    current = state if state is not None else AccountState.empty(account_id, limits)
+    if state is None:
+        current = AccountState.empty(account_id, limits)
+    elif state.account_id != account_id:
+        raise LedgerInvariantError("event routed to another account")
+    else:
+        current = state
     fingerprint = event_fingerprint(event)
-    seen = current.applied.get(event.event_id)
+    event_id = event.event_id
+    applied = current.applied
+    seen = applied.get(event_id)
     if seen is not None:
         if seen == fingerprint:
             return StepResult(state, duplicate=True)
         return StepResult(state, rejection=reject(
-            Reason.DUPLICATE_CONFLICT, f"event_id {event.event_id!r} was applied with other content",
-            event_id=event.event_id, account_id=account_id))
+            Reason.DUPLICATE_CONFLICT, f"event_id {event_id!r} was applied with other content",
+            event_id=event_id, account_id=account_id))
     facts = _Facts(account_id, event)
+    if type(event) is Usage:
+        packages = _usage_packages(current, event, catalog, limits, facts)
+        if type(packages) is Rejection:
+            return StepResult(state, rejection=packages)
+        return StepResult(AccountState(
+            account_id, applied.add(event_id, fingerprint), packages, current.refreshes,
+            current.had_package, current.first_purchase_discount_used,
+            current.auto_renew_activated, current.auto_renew_discount_used,
+            current.pruned_until, current.first_valid_from), facts)
     outcome = _HANDLERS[type(event)](current, event, catalog, limits,
                                      tuple(global_refreshes), facts)
     if isinstance(outcome, Rejection):
         return StepResult(state, rejection=outcome)
-    return StepResult(outcome.with_applied(outcome.applied.add(event.event_id, fingerprint)),
-                      facts)
+    return StepResult(outcome.with_applied(outcome.applied.add(event_id, fingerprint)), facts)
 
 
 def _refuse(reason: Reason, event: Event, account_id: str, detail: str = "") -> Rejection:
@@ -306,6 +320,15 @@ def _replace_package(packages: tuple[Package, ...], index: int, package: Package
 def _apply_usage(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
                  global_refreshes: tuple[datetime, ...], facts: _Facts) -> AccountState | Rejection:
     """Charge usage to the package containing occurred_at (event time, even when late)."""
+    packages = _usage_packages(state, event, catalog, limits, facts)
+    if type(packages) is Rejection:
+        return packages
+    return state.with_packages(packages)
+
+
+def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
+                    facts: _Facts) -> tuple[Package, ...] | Rejection:
+    """The account's packages after charging `event` (the hot path of the whole core)."""
     instant = event.occurred_at
     version = catalog.version_at(instant)
     if version is None:
@@ -315,17 +338,34 @@ def _apply_usage(state: AccountState, event: Usage, catalog: Catalog, limits: Li
     if micro is None:
         return _refuse(Reason.UNKNOWN_MODEL, event, state.account_id,
                        f"model {event.model!r} is not in catalog {version.name}")
-    index = state.package_index_at(instant)
-    if index is None:
+    packages = state.packages
+    # package_index_at, inlined: the package containing `instant`, newest first.
+    index = len(packages) - 1
+    while index >= 0:
+        package = packages[index]
+        if package.valid_from <= instant:
+            if instant >= package.valid_until:
+                index = -1
+            break
+        index -= 1
+    if index < 0:
         if state.pruned_until is not None and instant < state.pruned_until:
             return _refuse(Reason.PERIOD_PRUNED, event, state.account_id)
         return _refuse(Reason.USAGE_OUTSIDE_PACKAGE, event, state.account_id,
                        f"no package of the account contains {format_instant(instant)}")
-    package = state.packages[index].with_usage(instant, micro, state.refreshes,
-                                               limits.usage_entries_max)
-    package = _settle_exhaustion(package, facts)
-    facts.balance(package, micro)
-    return state.with_packages(_replace_package(state.packages, index, package))
+    package = package.with_usage(instant, micro, state.refreshes, limits.usage_entries_max)
+    used, limit = package.used_micro, package.credits_limit_micro
+    if used >= limit:
+        if not package.exhausted:
+            facts.exhausted(package)
+            package = replace(package, exhausted=True)
+    elif package.exhausted:
+        facts.restored(package)
+        package = replace(package, exhausted=False)
+    facts.records.append(("bc", package, micro, None))
+    if index == len(packages) - 1:
+        return packages[:index] + (package,)
+    return packages[:index] + (package,) + packages[index + 1:]
 
 
 # ---------------------------------------------------------------- packages opened

@@ -118,7 +118,8 @@ class CatalogVersion(_Frozen):
         micro.update({key: ((0, 0, 0), (0, 0, 0)) for key in free})
         _cache(self, _ratios=ratios, _free=free, _micro=micro,
                _tiers={t.name: t for t in self.tiers},
-               _rank={t.name: i for i, t in enumerate(self.tiers)})
+               _rank={t.name: i for i, t in enumerate(self.tiers)},
+               _offpeak_window=(self.offpeak.start_s, self.offpeak.end_s))
         return self
 
     def _micro_pair(self, model: ModelRatios) -> tuple[tuple[int, int, int], tuple[int, int, int]]:

@@ -121,6 +121,20 @@ def _string_or_none(data: dict, key: str, limit: int) -> str | None:
 def decode_event(raw: bytes | bytearray | memoryview | str | dict,
                  limits: Limits = DEFAULT_LIMITS) -> Event | Rejection:
     """Decode and validate one input event. Never raises on bad input."""
+    if type(raw) is bytes and len(raw) <= limits.event_bytes_max:
+        # Hot path (a Kafka value or a file line): the same steps as `_parse`, inlined.
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as error:
+            return reject(Reason.INVALID_JSON, f"not JSON: {str(error).split(':')[0]}")
+        if type(data) is not dict:
+            return reject(Reason.INVALID_JSON, "the event must be a JSON object")
+        may_hold_secret = b"tp-" in raw or b"\\u" in raw
+        if not may_hold_secret:
+            event = _fast_usage(data, limits)
+            if event is not None:
+                return event
+        return _validate(data, may_hold_secret, limits)
     parsed = _parse(raw, limits)
     if isinstance(parsed, Rejection):
         return parsed
@@ -129,6 +143,11 @@ def decode_event(raw: bytes | bytearray | memoryview | str | dict,
         event = _fast_usage(data, limits)
         if event is not None:
             return event
+    return _validate(data, may_hold_secret, limits)
+
+
+def _validate(data: dict, may_hold_secret: bool, limits: Limits) -> Event | Rejection:
+    """The general path: secret scan, then the pydantic models and the deployment limits."""
     event_id = _string_or_none(data, "event_id", limits.event_id_length_max)
     account_id = _string_or_none(data, "account_id", limits.account_id_length_max)
     secret_at = find_secret_field(data) if may_hold_secret else None
@@ -155,47 +174,53 @@ def decode_event(raw: bytes | bytearray | memoryview | str | dict,
 _CLUSTERS = frozenset(("cn", "sgp", "ams"))
 _PROTOCOLS = frozenset(("openai", "anthropic"))
 _object_setattr = object.__setattr__
-
-
-def _short_text(value: Any, limit: int) -> bool:
-    return type(value) is str and 0 < len(value) <= limit
+_new_usage = Usage.__new__
 
 
 def _fast_usage(data: dict, limits: Limits) -> Usage | None:
     """A Usage built without the validator when `data` is plainly valid, else None."""
     if data.get("type") != "usage":
         return None
+    get = data.get
+    hit = get("input_cache_hit_tokens")
+    miss = get("input_cache_miss_tokens")
+    output = get("output_tokens")
+    event_id = get("event_id")
+    account_id = get("account_id")
+    model = get("model")
+    key_id = get("key_id")
+    occurred_at = get("occurred_at")
+    cluster = get("cluster")
+    protocol = get("protocol")
+    client = get("client")
     tokens_max = limits.tokens_per_field_max
-    hit = data.get("input_cache_hit_tokens")
-    miss = data.get("input_cache_miss_tokens")
-    output = data.get("output_tokens")
-    client = data.get("client")
+    # Types first: `in` on a frozenset would raise on an unhashable value (a list).
     if not (type(hit) is int and type(miss) is int and type(output) is int
             and 0 <= hit <= tokens_max and 0 <= miss <= tokens_max and 0 <= output <= tokens_max
-            and _short_text(data.get("event_id"), limits.event_id_length_max)
-            and _short_text(data.get("account_id"), limits.account_id_length_max)
-            and _short_text(data.get("model"), MODEL_NAME_LENGTH_MAX)
-            and _short_text(data.get("key_id"), KEY_ID_LENGTH_MAX)
-            and type(data.get("occurred_at")) is str
-            and data.get("cluster") in _CLUSTERS and type(data["cluster"]) is str
-            and data.get("protocol") in _PROTOCOLS and type(data["protocol"]) is str
+            and type(event_id) is str and 0 < len(event_id) <= limits.event_id_length_max
+            and type(account_id) is str and 0 < len(account_id) <= limits.account_id_length_max
+            and type(model) is str and 0 < len(model) <= MODEL_NAME_LENGTH_MAX
+            and type(key_id) is str and 0 < len(key_id) <= KEY_ID_LENGTH_MAX
+            and type(occurred_at) is str
+            and type(cluster) is str and cluster in _CLUSTERS
+            and type(protocol) is str and protocol in _PROTOCOLS
             and (client is None or (type(client) is str and len(client) <= CLIENT_LENGTH_MAX))):
         return None
     try:
-        occurred_at = parse_instant(data["occurred_at"])
+        instant = parse_instant(occurred_at)
     except ValueError:
         return None
-    values = {"event_id": data["event_id"], "occurred_at": occurred_at, "type": "usage",
-              "account_id": data["account_id"], "model": data["model"],
+    values = {"event_id": event_id, "occurred_at": instant, "type": "usage",
+              "account_id": account_id, "model": model,
               "input_cache_hit_tokens": hit, "input_cache_miss_tokens": miss,
-              "output_tokens": output, "key_id": data["key_id"], "cluster": data["cluster"],
-              "protocol": data["protocol"], "client": client}
-    known = 12 if "client" in data else 11
-    extra = {k: v for k, v in data.items() if k not in values} if len(data) > known else {}
-    event = Usage.__new__(Usage)
+              "output_tokens": output, "key_id": key_id, "cluster": cluster,
+              "protocol": protocol, "client": client}
+    size = len(data)
+    extra = ({k: v for k, v in data.items() if k not in values}
+             if size > (12 if "client" in data else 11) else {})
+    event = _new_usage(Usage)
     _object_setattr(event, "__dict__", values)
     _object_setattr(event, "__pydantic_extra__", extra)
     _object_setattr(event, "__pydantic_fields_set__", set(data))  # as pydantic: given keys
     _object_setattr(event, "__pydantic_private__", None)
     return event
-

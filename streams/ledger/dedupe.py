@@ -13,6 +13,7 @@ So `step` stays pure (inputs are never changed) at O(1) amortized cost.
 from __future__ import annotations
 
 import hashlib
+from itertools import chain
 from typing import Iterator
 
 __all__ = ["AppliedIds", "fingerprint_bytes"]
@@ -21,6 +22,15 @@ __all__ = ["AppliedIds", "fingerprint_bytes"]
 def fingerprint_bytes(canonical: bytes) -> str:
     """A short stable fingerprint of an event's canonical content (64 bits, hex)."""
     return hashlib.blake2b(canonical, digest_size=8).hexdigest()
+
+
+def _all_text(pairs: list) -> bool:
+    """True when every item of every pair is a string (checked by one C-level join)."""
+    try:
+        "".join(chain.from_iterable(pairs))
+    except TypeError:
+        return False
+    return True
 
 
 class AppliedIds:
@@ -40,6 +50,10 @@ class AppliedIds:
     @classmethod
     def from_pairs(cls, capacity: int, pairs: list[tuple[str, str]]) -> "AppliedIds":
         """Rebuild from serialized pairs (oldest first), keeping the newest `capacity`."""
+        if (type(pairs) is list and set(map(type, pairs)) <= {list, tuple}
+                and set(map(len, pairs)) <= {2} and _all_text(pairs)):
+            # Our own output (pairs of two strings): the same as below, checked in bulk.
+            return cls(capacity, list(map(tuple, pairs[-capacity:])))
         kept = [(str(i), str(f)) for i, f in pairs][-capacity:]
         return cls(capacity, kept)
 
@@ -52,18 +66,24 @@ class AppliedIds:
 
     def add(self, event_id: str, fingerprint: str) -> "AppliedIds":
         """A new version that also remembers `event_id` (evicting the oldest beyond capacity)."""
-        entries, index = self._entries, self._index
-        if len(entries) != self._n or event_id in index:
+        entries, index, n, capacity = self._entries, self._index, self._n, self._capacity
+        if len(entries) != n or event_id in index:
             # Another version appended past us, or the id is re-added after
             # eviction (overwriting its index slot would change older versions).
             entries, index = self._window_copy()
-        position = len(entries)
+            n = len(entries)
         entries.append((event_id, fingerprint))
-        index[event_id] = position
-        added = AppliedIds(self._capacity, entries, index, position + 1)
-        if len(entries) >= 2 * self._capacity:
-            entries, index = added._window_copy()  # bound memory at 2 x capacity
-            added = AppliedIds(self._capacity, entries, index, len(entries))
+        index[event_id] = n
+        n += 1
+        if n >= 2 * capacity:  # bound memory at 2 x capacity: keep only the window
+            entries = entries[n - capacity:]
+            index = {entry_id: i for i, (entry_id, _) in enumerate(entries)}
+            n = capacity
+        added = _new_applied(AppliedIds)  # positional fields, no checks: the hot path
+        added._capacity = capacity
+        added._entries = entries
+        added._index = index
+        added._n = n
         return added
 
     def _window_copy(self) -> tuple[list[tuple[str, str]], dict[str, int]]:
@@ -86,3 +106,6 @@ class AppliedIds:
 
     def __repr__(self) -> str:
         return f"AppliedIds(len={len(self)}, capacity={self._capacity})"
+
+
+_new_applied = AppliedIds.__new__

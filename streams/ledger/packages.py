@@ -20,29 +20,51 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
-from streams.ledger.errors import invariant
+from streams.ledger.errors import LedgerInvariantError, invariant
 
 __all__ = ["Package", "UsageLog", "last_reset_for", "segment_start"]
 
 
 class UsageLog:
-    """Append-only (occurred_at, micro-credits) entries; versions share one list."""
+    """Append-only (occurred_at, micro-credits) entries; versions share one list.
 
-    __slots__ = ("_items", "_n")
+    `_texts` caches the JSON form ([RFC 3339 text, credits text]) of a prefix
+    of the shared list: entries never change once appended, so the cache is
+    valid for every version sharing the list, and `to_dict` encodes only the
+    entries added since the last encoding (or since `from_dict`).
+    """
 
-    def __init__(self, items: list[tuple[datetime, int]] | None = None, n: int | None = None):
+    __slots__ = ("_items", "_n", "_texts")
+
+    def __init__(self, items: list[tuple[datetime, int]] | None = None, n: int | None = None,
+                 texts: list[tuple[str, str]] | None = None):
         self._items = [] if items is None else items
         self._n = len(self._items) if n is None else n
+        self._texts = [] if texts is None else texts
 
     def append(self, instant: datetime, micro: int) -> "UsageLog":
         """A new version with one more entry; O(1) unless this version was branched from."""
-        items = self._items
-        if len(items) != self._n:
-            items = items[: self._n]
+        items, n, texts = self._items, self._n, self._texts
+        if len(items) != n:
+            items = items[:n]
+            texts = texts[:n]
         items.append((instant, micro))
-        return UsageLog(items, self._n + 1)
+        log = _new_log(UsageLog)
+        log._items = items
+        log._n = n + 1
+        log._texts = texts
+        return log
+
+    def encoded(self, encode: Callable[[list[tuple[datetime, int]]], list[tuple[str, str]]]
+                ) -> list[list[str]]:
+        """This version's entries as fresh JSON lists, encoding only the uncached ones."""
+        texts, n = self._texts, self._n
+        done = len(texts)
+        if done < n:
+            texts.extend(encode(self._items[done:n]))
+        return list(map(list, texts if len(texts) == n else texts[:n]))
 
     def entries(self) -> list[tuple[datetime, int]]:
         """This version's entries (a copy-free slice when possible)."""
@@ -63,6 +85,9 @@ class UsageLog:
 
     def __repr__(self) -> str:
         return f"UsageLog(len={self._n})"
+
+
+_new_log = UsageLog.__new__
 
 
 def last_reset_for(valid_from: datetime, valid_until: datetime,
@@ -148,14 +173,15 @@ class Package:
     def with_usage(self, instant: datetime, micro: int, refreshes: tuple[datetime, ...],
                    entries_max: int) -> "Package":
         """Record one charge at its event time (counted only if at/after the last reset)."""
-        invariant(self.contains(instant), "usage attributed to a package not containing it")
+        if not self.valid_from <= instant < self.valid_until:
+            raise LedgerInvariantError("usage attributed to a package not containing it")
         used = self.used_micro + micro if instant >= self.last_reset else self.used_micro
+        log = self.log.append(instant, micro)
         package = Package(  # positional on purpose: the hot path (dataclasses.replace is ~8 us)
             self.tier, self.period, self.currency, self.valid_from, self.valid_until, self.anchor,
             self.index, self.period_months, self.credits_limit_micro, self.opened_by,
-            self.last_reset, used, self.log.append(instant, micro), self.compacted, self.horizon,
-            self.exhausted)
-        if len(package.log) > entries_max:
+            self.last_reset, used, log, self.compacted, self.horizon, self.exhausted)
+        if log._n > entries_max:
             package = package._compact(refreshes)
         return package
 

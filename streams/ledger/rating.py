@@ -32,8 +32,10 @@ def is_offpeak(version: CatalogVersion, instant: datetime) -> bool:
 def charge_micro(version: CatalogVersion, model: str, hit: int, miss: int, output: int,
                  instant: datetime) -> int | None:
     """Micro-credits for one usage event, or None when the model is unknown."""
-    pair = version.micro_ratios(model)
+    pair = version._micro.get(model.lower())  # micro_ratios(model), inlined: the hot path
     if pair is None:
         return None
-    ratio_hit, ratio_miss, ratio_output = pair[1] if is_offpeak(version, instant) else pair[0]
+    start_s, end_s = version._offpeak_window
+    second = instant.hour * 3600 + instant.minute * 60 + instant.second  # seconds_of_day
+    ratio_hit, ratio_miss, ratio_output = pair[1] if start_s <= second < end_s else pair[0]
     return hit * ratio_hit + miss * ratio_miss + output * ratio_output

@@ -6,14 +6,17 @@ must behave exactly like `s` (tested), and a malformed value raises ValueError.
 """
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from schemas.events import format_instant, parse_instant
 from streams.ledger.dedupe import AppliedIds
 from streams.ledger.limits import Limits
 from streams.ledger.packages import Package, UsageLog
-from streams.ledger.units import credits_text, to_micro
+from streams.ledger.units import credits_text, parse_micro_text, parse_micro_texts, to_micro
 
 if TYPE_CHECKING:
     from streams.ledger.account import AccountState
@@ -29,12 +32,71 @@ def _instant(value: Any):
 
 
 def _micro(value: Any) -> int:
+    if type(value) is str:
+        micro = parse_micro_text(value)  # our own canonical text: exact, fast
+        if micro is not None:
+            return micro
     if not isinstance(value, str):
         raise ValueError("credits must be decimal strings")
     try:
         return to_micro(Decimal(value))
     except InvalidOperation as error:
         raise ValueError(f"not a decimal: {value!r}") from error
+
+
+# ---------------------------------------------------------------- usage logs in bulk
+#
+# A busy account's state is mostly its usage log (up to usage_entries_max
+# entries), and the streaming worker decodes and encodes the whole state on
+# every event. Instants are formatted and checked in bulk by orjson, whose
+# datetime format with OPT_UTC_Z is exactly `format_instant`'s; the texts are
+# cached on the log (`UsageLog.encoded`), so only new entries are encoded.
+
+_fromisoformat = datetime.fromisoformat
+_dumps = orjson.dumps
+_loads = orjson.loads
+_OPT_UTC_Z = orjson.OPT_UTC_Z
+
+
+def _format_instants(instants: list[datetime]) -> list[str]:
+    """`[format_instant(t) for t in instants]`, in one orjson call when all are UTC."""
+    try:
+        blob = _dumps(instants, option=_OPT_UTC_Z)
+    except TypeError:
+        blob = None
+    if blob is not None and blob.count(b'Z"') == len(instants):  # every one had offset 0
+        return _loads(blob)
+    return [format_instant(t) for t in instants]
+
+
+def _encode_entries(entries: list[tuple[datetime, int]]) -> list[tuple[str, str]]:
+    """Usage entries as (RFC 3339 text, credits text) pairs."""
+    instants = _format_instants([instant for instant, _ in entries])
+    return list(zip(instants, [credits_text(micro) for _, micro in entries]))
+
+
+def _log_from_json(pairs: Any) -> UsageLog:
+    """Inverse of `UsageLog.encoded`; keeps the texts as the log's cache when canonical.
+
+    Fast path only for exactly our own output (lists of two canonical strings,
+    checked in bulk); anything else takes the general per-entry path, which
+    accepts any RFC 3339 instant and decimal text, or raises.
+    """
+    if (type(pairs) is list and set(map(type, pairs)) <= {list}
+            and set(map(len, pairs)) <= {2}):
+        times = [pair[0] for pair in pairs]
+        texts = [pair[1] for pair in pairs]
+        if set(map(type, times)) <= {str} and set(map(type, texts)) <= {str}:
+            try:
+                instants = list(map(_fromisoformat, times))
+            except ValueError:
+                instants = None
+            if instants is not None and _dumps(instants, option=_OPT_UTC_Z) == _dumps(times):
+                micros = parse_micro_texts(texts)
+                if micros is not None:
+                    return UsageLog(list(zip(instants, micros)), len(micros),
+                                    list(zip(times, texts)))
+    return UsageLog([(parse_instant(t), _micro(m)) for t, m in pairs])
 
 
 def _package_to_dict(package: Package) -> dict:
@@ -47,7 +109,7 @@ def _package_to_dict(package: Package) -> dict:
         "credits_limit": credits_text(package.credits_limit_micro),
         "opened_by": package.opened_by, "last_reset": format_instant(package.last_reset),
         "credits_used": credits_text(package.used_micro),
-        "log": [[format_instant(t), credits_text(m)] for t, m in package.log],
+        "log": package.log.encoded(_encode_entries),
         "compacted": [[format_instant(t), credits_text(m)] for t, m in package.compacted],
         "horizon": None if package.horizon is None else format_instant(package.horizon),
         "exhausted": package.exhausted,
@@ -62,7 +124,7 @@ def _package_from_dict(data: dict) -> Package:
         period_months=int(data["period_months"]),
         credits_limit_micro=_micro(data["credits_limit"]), opened_by=str(data["opened_by"]),
         last_reset=parse_instant(data["last_reset"]), used_micro=_micro(data["credits_used"]),
-        log=UsageLog([(parse_instant(t), _micro(m)) for t, m in data["log"]]),
+        log=_log_from_json(data["log"]),
         compacted=tuple((parse_instant(t), _micro(m)) for t, m in data["compacted"]),
         horizon=_instant(data["horizon"]), exhausted=bool(data["exhausted"]),
     )
@@ -85,7 +147,7 @@ def state_to_dict(state: "AccountState") -> dict:
         "pruned_until": None if state.pruned_until is None else format_instant(state.pruned_until),
         "first_valid_from": (None if state.first_valid_from is None
                              else format_instant(state.first_valid_from)),
-        "applied": [[event_id, fp] for event_id, fp in state.applied.pairs()],
+        "applied": list(map(list, state.applied.pairs())),
     }
 
 

@@ -1,0 +1,94 @@
+"""The hot-path shortcuts agree exactly with the general code they bypass."""
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+
+import orjson
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.events import format_instant, parse_instant
+from streams.ledger import AccountState, Limits, Rejection, decode_event, step
+from streams.ledger.units import credits_text, from_micro, parse_micro_text, parse_micro_texts, to_micro
+from tests.ledger.conftest import ev, purchase, run, usage
+
+_instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                         timezones=st.just(timezone.utc))
+
+
+@settings(max_examples=400, deadline=None)
+@given(_instants)
+def test_instant_text_fast_paths_agree(instant):
+    text = instant.astimezone(timezone.utc).replace(tzinfo=None).isoformat() + "Z"
+    assert format_instant(instant) == text
+    assert format_instant(instant.astimezone(timezone(timedelta(hours=8)))) == text
+    assert parse_instant(text) == instant and parse_instant(text).tzinfo is timezone.utc
+    assert parse_instant(text.replace("Z", "+00:00")) == instant
+
+
+def test_parse_instant_fast_path_stays_strict():
+    for text in ("2026-05-02T10:00:00.1234567Z", "2026-05-02Z", "20260502T100000Z", "2026-W18-5T10:00:00Z",
+                 "2026-05-02T10:00:00,5Z"):
+        try:
+            parse_instant(text)
+        except ValueError:
+            continue
+        raise AssertionError(text)
+    assert parse_instant("2026-05-02T10:00:00.000000Z") == datetime(2026, 5, 2, 10, tzinfo=timezone.utc)
+    assert parse_instant("2026-05-02t10:00:00z") == datetime(2026, 5, 2, 10, tzinfo=timezone.utc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.one_of(st.integers(0, 10**9), st.integers(0, 10**26), st.integers(-10**9, -1),
+                 st.integers(10**27, 10**32)))
+def test_credits_text_fast_path_agrees(micro):
+    assert credits_text(micro) == format(from_micro(micro), "f")
+    if 0 <= micro < 10**26:
+        text = credits_text(micro)
+        assert parse_micro_text(text) == micro == to_micro(Decimal(text))
+        assert parse_micro_texts([text, "7.5", "0"]) == [micro, 7_500_000, 0]
+
+
+def test_parse_micro_text_refuses_non_canonical():
+    for text in ("01", "1.0", "1.", ".5", "+1", "-1", "1e3", "1_0", "1.1234567", "", "\uff11"):
+        assert parse_micro_text(text) is None and parse_micro_texts(["1", text]) is None
+    assert parse_micro_texts([]) == []
+
+
+def test_unhashable_enum_value_is_rejected_not_raised():
+    data = usage()
+    for value in ([], {}, ["cn"]):
+        for field in ("cluster", "protocol"):
+            assert decode_event(orjson.dumps({**data, field: value})).reason == "invalid_event"
+
+
+def test_state_from_non_canonical_texts_is_accepted_and_normalized(catalog):
+    limits = Limits(usage_entries_max=8)
+    state, _ = run(catalog, purchase(), *[usage(at=f"2026-05-0{d}T16:30:00Z", model="MiMo-V2.5", hit=d)
+                                          for d in range(2, 6)], limits=limits)
+    data = state.to_dict()
+    log = data["packages"][0]["log"]
+    assert log[0] == ["2026-05-02T16:30:00Z", "3.2"]
+    odd = orjson.loads(orjson.dumps(data))
+    odd["packages"][0]["log"][0] = ["2026-05-03T00:30:00+08:00", "3.20"]
+    restored = AccountState.from_dict(odd, limits)
+    assert restored.to_dict() == data
+    nxt = ev(usage(at="2026-05-09T01:00:00Z", miss=3))
+    assert step(restored, nxt, catalog, limits).state.to_dict() == step(state, nxt, catalog, limits).state.to_dict()
+    odd["packages"][0]["log"][0] = ["2026-05-02T16:30:00Z", "3.21"]
+    try:
+        AccountState.from_dict(odd, limits)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("credits_used mismatch must raise")
+
+
+def test_encoded_log_cache_follows_branches(catalog):
+    state, _ = run(catalog, purchase(), usage(at="2026-05-02T10:00:00Z", miss=1))
+    state.to_dict()  # fills the cache
+    a = step(state, ev(usage(at="2026-05-02T11:00:00Z", miss=2)), catalog).state
+    b = step(state, ev(usage(at="2026-05-02T12:00:00Z", miss=3)), catalog).state  # branch
+    assert [e[1] for e in a.to_dict()["packages"][0]["log"]] == ["300", "600"]
+    assert [e[1] for e in b.to_dict()["packages"][0]["log"]] == ["300", "900"]
+    assert [e[1] for e in state.to_dict()["packages"][0]["log"]] == ["300"]
+    assert not isinstance(decode_event(orjson.dumps(usage())), Rejection)
