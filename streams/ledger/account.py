@@ -452,11 +452,15 @@ def decide_upgrade(state: AccountState | None, tier: str, period: str, currency:
     old_price = old_list_price(catalog, old, currency)
     if new_price is None or old_price is None:
         return Reason.UNKNOWN_PRICE
-    closed, _ = old.split_at(at, state.refreshes)
+    closed, moved = old.split_at(at, state.refreshes)
     amount = upgrade_price(new_price, old_price, closed.remaining_micro, old.credits_limit_micro)
     package = _new_package(version, tier, period, currency, at, at, 0, event_id, state.refreshes)
     if isinstance(package, Reason):
         return package
+    if any(instant >= package.valid_until for instant, _micro in moved):
+        # Usage already recorded after the new package would end (a shorter period):
+        # it would belong to no package. Refused rather than dropping charges.
+        return Reason.UPGRADE_ORPHANS_USAGE
     return UpgradeDecision(PriceQuote(amount, currency, None), index, package)
 
 

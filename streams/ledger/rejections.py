@@ -48,6 +48,7 @@ class Reason(StrEnum):
     DOWNGRADE_NOT_ALLOWED = "downgrade_not_allowed"
     UPGRADE_FROM_MAX = "upgrade_from_max"
     UPGRADE_TOO_LATE = "upgrade_too_late"
+    UPGRADE_ORPHANS_USAGE = "upgrade_orphans_usage"
     NO_PACKAGE_TO_RENEW = "no_package_to_renew"
     RENEWAL_LAPSED = "renewal_lapsed"
     PLAN_EVENT_OUT_OF_ORDER = "plan_event_out_of_order"
@@ -82,6 +83,8 @@ _EXPLANATIONS: dict[Reason, str] = {
     Reason.DOWNGRADE_NOT_ALLOWED: "the new tier is not strictly higher than the valid package's",
     Reason.UPGRADE_FROM_MAX: "the valid package is already Max",
     Reason.UPGRADE_TOO_LATE: "usage around the upgrade instant was compacted; cannot split exactly",
+    Reason.UPGRADE_ORPHANS_USAGE: ("usage already recorded after the end of the package the upgrade would open "
+                                   "(a shorter period): it would belong to no package"),
     Reason.NO_PACKAGE_TO_RENEW: "the account has no package to renew",
     Reason.RENEWAL_LAPSED: "the period the renewal would open is already over at occurred_at",
     Reason.PLAN_EVENT_OUT_OF_ORDER: "a plan event predates the account's latest package",

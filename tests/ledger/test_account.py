@@ -221,3 +221,21 @@ def test_fact_ids_are_deterministic(catalog):
     first, second = step(state, event, catalog), step(state, event, catalog)
     assert first.facts[0].event_id == second.facts[0].event_id
     assert first.facts[0].event_id.startswith("bc-")
+
+
+def test_an_upgrade_to_a_shorter_period_that_would_orphan_recorded_usage_is_refused():
+    """Annual package with usage in March; a February upgrade to monthly would end before it."""
+    from streams.ledger import Ledger, load_catalog
+
+    ledger = Ledger(load_catalog())
+    ledger.feed({"type": "plan.purchased", "event_id": "b", "occurred_at": "2026-01-10T00:00:00Z",
+                 "account_id": "a", "tier": "lite", "period": "annual", "currency": "USD", "auto_renew": False})
+    ledger.feed({"type": "usage", "event_id": "u", "occurred_at": "2026-03-20T00:00:00Z", "account_id": "a",
+                 "model": "mimo-v2.5", "input_cache_hit_tokens": 0, "input_cache_miss_tokens": 10,
+                 "output_tokens": 0, "key_id": "k", "cluster": "cn", "protocol": "openai"})
+    [result] = ledger.feed({"type": "plan.upgraded", "event_id": "up", "occurred_at": "2026-02-01T00:00:00Z",
+                            "account_id": "a", "tier": "pro", "period": "monthly", "currency": "USD"})
+    assert result.rejection is not None and result.rejection.reason.value == "upgrade_orphans_usage"
+    from datetime import datetime, timezone
+    view = ledger.result(datetime(2026, 3, 21, tzinfo=timezone.utc))["accounts"]["a"]
+    assert view["tier"] == "lite" and view["credits_used"] == "1000"
