@@ -15,7 +15,7 @@ from faust.web import Request, Response, View
 from schemas.events import parse_instant
 from streams.agents import stats
 from streams.agents.processor import status_view
-from streams.agents.records import AccountRecord
+from streams.agents.store import read_record
 from streams.app import accounts_table, app, limits
 
 #: What a gateway should do on 503 (the README says the same).
@@ -75,8 +75,7 @@ class AccountQuota(View):
             pass
         except Exception as error:  # the owner is unknown or unreachable mid-rebalance
             return unavailable(self, f"routing ({type(error).__name__})")
-        raw = accounts_table.get(key)
-        record = None if raw is None else AccountRecord.from_bytes(raw, limits)
+        record = read_record(accounts_table, key, limits)
         body = status_view(record, as_of)
         body["account_id"] = account_id
         return json_response(self, body)

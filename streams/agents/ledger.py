@@ -75,5 +75,5 @@ async def apply_ledger_log(stream) -> None:
                 LogPosition(message.partition, message.offset), source_of(message.headers), store, now,
             )
             stats.count(message.topic)
-        for emit in emitted:
-            await out_topics[emit.topic].send(key=emit.key, value=emit.value)
+        for emit in emitted:  # buffered; faust flushes the producer before committing offsets
+            out_topics[emit.topic].send_soon(key=emit.key, value=emit.value)

@@ -47,8 +47,8 @@ def is_global_refresh(key: bytes | None, value: bytes) -> bool:
     return isinstance(payload, dict) and payload.get("type") == "quota.refreshed" and payload.get("account_id") is None
 
 
-async def forward(event, broadcast_allowed: bool) -> None:
-    """Forward one input record to ledger-log (to every partition for a global refresh)."""
+def forward(event, broadcast_allowed: bool) -> None:
+    """Queue one input record for ledger-log (to every partition for a global refresh)."""
     message = event.message
     stats.count(message.topic)
     value = message.value if message.value is not None else b""
@@ -59,21 +59,29 @@ async def forward(event, broadcast_allowed: bool) -> None:
     ]
     if broadcast_allowed and is_global_refresh(message.key, value):
         for partition in range(settings.partitions):
-            await ledger_log_topic.send(key=None, value=value, partition=partition, headers=headers)
+            ledger_log_topic.send_soon(key=None, value=value, partition=partition, headers=headers)
         return
     key = routing_key(message.key, value)
     # Without any key the record stays on its input partition; the ledger dead-letters it.
     partition = None if key else message.partition
-    await ledger_log_topic.send(key=key, value=value, partition=partition, headers=headers)
+    ledger_log_topic.send_soon(key=key, value=value, partition=partition, headers=headers)
+
+
+#: How long the sequencer waits to fill a batch (stream.take_events).
+BATCH_WAIT_S = 0.01
 
 
 @app.agent(usage_topic, concurrency=1)
 async def sequence_usage(stream) -> None:
-    async for event in stream.events():
-        await forward(event, broadcast_allowed=False)
+    """Batches (no table here, so mixing partitions in a batch is harmless); sends are
+    buffered and faust flushes them before it commits the input offsets."""
+    async for batch in stream.take_events(settings.sequencer_batch_max, within=BATCH_WAIT_S):
+        for event in batch:
+            forward(event, broadcast_allowed=False)
 
 
 @app.agent(plans_topic, concurrency=1)
 async def sequence_plans(stream) -> None:
-    async for event in stream.events():
-        await forward(event, broadcast_allowed=True)
+    async for batch in stream.take_events(settings.sequencer_batch_max, within=BATCH_WAIT_S):
+        for event in batch:
+            forward(event, broadcast_allowed=True)

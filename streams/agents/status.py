@@ -14,6 +14,7 @@ import orjson
 
 from schemas.events import format_instant
 from streams.agents.expiry import ExpiryIndex
+from streams.agents.store import clear_cache
 from streams.app import app, clock_topic, settings
 
 expiry_index = ExpiryIndex()
@@ -26,7 +27,14 @@ async def send_clock_ticks() -> None:
         await clock_topic.send(key=None, value=tick, partition=partition)
 
 
+@app.on_partitions_revoked.connect
+async def forget_partition_caches(sender, revoked, **kwargs) -> None:
+    """Partitions may move: drop cached records and rebuild the expiry index on the next tick."""
+    clear_cache()
+    expiry_index.clear()
+
+
 @app.on_rebalance_complete.connect
 async def forget_expiry_index(sender, **kwargs) -> None:
-    """Partitions may have moved: rebuild each partition's index on its next tick."""
+    clear_cache()
     expiry_index.clear()

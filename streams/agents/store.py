@@ -23,6 +23,27 @@ def partition_key(partition: int) -> bytes:
     return b"p%d" % partition
 
 
+#: Decoded account records of the partitions this worker owns (decoding a record costs
+#: far more than the rules applied to it). Only the owner writes an account, so the
+#: cache is exact until a rebalance moves partitions; it is cleared on every rebalance.
+_records: dict[bytes, AccountRecord] = {}
+
+
+def clear_cache() -> None:
+    _records.clear()
+
+
+def read_record(accounts, key: bytes, limits: Limits) -> AccountRecord | None:
+    """The account record for `key`, from the cache or the table."""
+    record = _records.get(key)
+    if record is None:
+        raw = accounts.get(key)
+        if raw is None:
+            return None
+        record = _records[key] = AccountRecord.from_bytes(raw, limits)
+    return record
+
+
 class TableStore:
     """PartitionStore over the accounts and partitions tables, for one partition."""
 
@@ -34,11 +55,12 @@ class TableStore:
         self.limits = limits
 
     def get(self, account_id: str) -> AccountRecord | None:
-        raw = self.accounts.get(account_id.encode("utf-8"))
-        return None if raw is None else AccountRecord.from_bytes(raw, self.limits)
+        return read_record(self.accounts, account_id.encode("utf-8"), self.limits)
 
     def put(self, account_id: str, record: AccountRecord) -> None:
-        self.accounts[account_id.encode("utf-8")] = record.to_bytes()
+        key = account_id.encode("utf-8")
+        self.accounts[key] = record.to_bytes()
+        _records[key] = record
 
     def account_ids(self) -> Iterable[str]:
         return list(self._own_keys())
