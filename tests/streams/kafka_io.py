@@ -22,8 +22,9 @@ def recent_utc_day(now: datetime | None = None) -> datetime:
     return (now - timedelta(days=2)).replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def produce(bootstrap: str, topic: str, events: Iterable[dict | bytes], key: bytes | None | str = "account") -> None:
-    """Send events keyed by their account_id (or a fixed key / None), and wait for the acks."""
+async def produce(bootstrap: str, topic: str, events: Iterable[dict | bytes], key: bytes | None | str = "account") -> list:
+    """Send events keyed by their account_id (or a fixed key / None); wait for the acks and
+    return their RecordMetadata (topic, partition, offset)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
     await producer.start()
     try:
@@ -35,7 +36,7 @@ async def produce(bootstrap: str, topic: str, events: Iterable[dict | bytes], ke
             else:
                 message_key = key
             futures.append(await producer.send(topic, value, key=message_key))
-        await asyncio.gather(*futures)
+        return list(await asyncio.gather(*futures))
     finally:
         await producer.stop()
 

@@ -1,0 +1,121 @@
+"""Bad input on the real broker: fuzzed values land in the DLQ, the worker goes on; secrets never leak."""
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from streams.ledger import Rejection, decode_event
+from tests.streams import events as ev
+from tests.streams.harness import Namespace, WorkerProcess, http_get
+from tests.streams.kafka_io import consume_json, produce, recent_utc_day, wait_lookup
+
+pytestmark = pytest.mark.integration
+
+SECRET = "tp-Sup3rSecretKey0123456789"
+_runs = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def ns() -> Namespace:
+    return Namespace()
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_bootstrap, ns, tmp_path_factory):
+    process = WorkerProcess(kafka_bootstrap, ns, tmp_path_factory.mktemp("fuzz-worker")).start()
+    process.wait_healthy()
+    yield process
+    process.stop()
+
+
+def valid_usage() -> dict:
+    return ev.usage("template", recent_utc_day() + timedelta(hours=1), miss=1)
+
+
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+                         st.floats(allow_nan=False), st.text(max_size=20))
+corrupted_fields = st.fixed_dictionaries({}).flatmap(lambda _: st.tuples(
+    st.sampled_from(sorted(valid_usage())), json_scalars | st.lists(json_scalars, max_size=3)))
+
+fuzz_values = st.one_of(
+    st.binary(max_size=64),                                                   # random bytes, often not UTF-8
+    st.text(max_size=64).map(str.encode),                                    # text, rarely JSON
+    st.builds(lambda pair: orjson.dumps({**valid_usage(), pair[0]: pair[1]}), corrupted_fields),  # wrong types
+    st.builds(lambda key: orjson.dumps({k: v for k, v in valid_usage().items() if k != key}),
+              st.sampled_from(["event_id", "occurred_at", "model", "output_tokens", "cluster", "type"])),  # missing key
+    st.builds(lambda kind: orjson.dumps({**valid_usage(), "type": kind}), st.text(min_size=1, max_size=12)),  # unknown type
+    st.builds(lambda n: orjson.dumps({**valid_usage(), "output_tokens": n}), st.integers(min_value=10**7 + 1)),  # huge
+    st.just(b'{"type": "usage", "pad": "' + b"x" * 100_000 + b'"}'),         # oversized
+    st.just(b"\xff\xfe\xfd"),
+)
+
+
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@given(values=st.lists(fuzz_values, min_size=20, max_size=30))
+async def test_fuzzed_values_land_in_the_dead_letter_topic_and_valid_events_between_them_apply(kafka_bootstrap, ns, worker, values):
+    account_id = f"fuzz-{next(_runs)}"
+    day = recent_utc_day()
+    await produce(kafka_bootstrap, ns.topic("plans"), [ev.purchase(account_id, day)])
+    await wait_lookup(worker, account_id, lambda body: body["status"] == "active")
+    junk = [value for value in (for_account(value, account_id) for value in values)
+            if isinstance(decode_event(value), Rejection)]
+    sources = set()
+    for index, bad in enumerate(junk):  # both input topics, a valid event after each bad one
+        topic = ns.topic("usage" if index % 2 else "plans")
+        [sent] = await produce(kafka_bootstrap, topic, [bad], key=account_id.encode())
+        sources.add((sent.topic, sent.partition, sent.offset))
+        await produce(kafka_bootstrap, ns.topic("usage"), [ev.usage(account_id, day + timedelta(hours=2, seconds=index), miss=3)])
+    await wait_lookup(worker, account_id, lambda body: body["credits_used"] == str(300 * len(junk)))
+    assert http_get(f"{worker.url}/health")[0] == 200
+
+    letters = {}
+    for _attempt in range(20):
+        for letter in await consume_json(kafka_bootstrap, ns, "rejected", idle_s=0.5):
+            source = letter["source"]
+            if source is not None:
+                letters[(source["topic"], source["partition"], source["offset"])] = letter
+        if sources <= set(letters):
+            break
+    missing = sources - set(letters)
+    assert not missing, f"{len(missing)} bad values have no dead letter"
+    assert all(letters[source]["reason"] and letters[source]["detail"] for source in sources)
+
+
+def for_account(value: bytes, account_id: str) -> bytes:
+    """Point a JSON value built from the template at this run's account."""
+    try:
+        parsed = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return value
+    if isinstance(parsed, dict) and parsed.get("account_id") == "template":
+        return orjson.dumps({**parsed, "account_id": account_id})
+    return value
+
+
+async def test_a_secret_key_in_an_event_never_reaches_topics_or_logs(kafka_bootstrap, ns, worker):
+    day = recent_utc_day()
+    await produce(kafka_bootstrap, ns.topic("plans"), [ev.purchase("secretive", day)])
+    await wait_lookup(worker, "secretive", lambda body: body["status"] == "active")
+    leaky = ev.usage("secretive", day + timedelta(hours=1), miss=5)
+    leaky["client"] = f"my-tool/1.0 (key {SECRET})"
+    leaky_key_id = ev.usage("secretive", day + timedelta(hours=1), miss=5)
+    leaky_key_id["key_id"] = SECRET
+    await produce(kafka_bootstrap, ns.topic("usage"), [leaky, leaky_key_id, b"{broken " + SECRET.encode()], key=b"secretive")
+    dead = []
+    for _ in range(30):
+        dead = [l for l in await consume_json(kafka_bootstrap, ns, "rejected", idle_s=1.0) if l.get("account_id") == "secretive"
+                or (l["source"] and "broken" in l.get("payload", ""))]
+        if len(dead) >= 3:
+            break
+    assert len(dead) >= 3 and {l["reason"] for l in dead} >= {"secret_in_event", "invalid_json"}
+    for short_name in ("rejected", "balance-changed", "quota-status", "quota-exhausted"):
+        for key, value in [(None, orjson.dumps(v)) for v in await consume_json(kafka_bootstrap, ns, short_name, idle_s=0.5)]:
+            assert SECRET.encode() not in value, f"secret leaked on {short_name}"
+    assert SECRET not in worker.log_path.read_text(errors="replace")
+    status, body = http_get(f"{worker.url}/accounts/secretive/quota")
+    assert status == 200 and body["credits_used"] == "0"
