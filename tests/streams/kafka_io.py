@@ -41,6 +41,17 @@ async def produce(bootstrap: str, topic: str, events: Iterable[dict | bytes], ke
         await producer.stop()
 
 
+async def produce_records(bootstrap: str, records: list[tuple[str, bytes | None, bytes]]) -> list:
+    """Send (topic, key, value) records in order with one producer; return their RecordMetadata."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, key=key) for topic, key, value in records]
+        return list(await asyncio.gather(*futures))
+    finally:
+        await producer.stop()
+
+
 async def consume_all(bootstrap: str, topic: str, idle_s: float = 2.0, timeout_s: float = 30.0) -> list[tuple[bytes | None, bytes]]:
     """Every record of `topic` from the beginning, until nothing new arrives for idle_s."""
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from streams.ledger import Rejection, decode_event
 from tests.streams import events as ev
 from tests.streams.harness import Namespace, WorkerProcess, http_get
-from tests.streams.kafka_io import consume_json, produce, recent_utc_day, wait_lookup
+from tests.streams.kafka_io import consume_json, produce, produce_records, recent_utc_day, wait_lookup
 
 pytestmark = pytest.mark.integration
 
@@ -37,7 +37,7 @@ def valid_usage() -> dict:
     return ev.usage("template", recent_utc_day() + timedelta(hours=1), miss=1)
 
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**63), max_value=2**63 - 1),
                          st.floats(allow_nan=False), st.text(max_size=20))
 corrupted_fields = st.fixed_dictionaries({}).flatmap(lambda _: st.tuples(
     st.sampled_from(sorted(valid_usage())), json_scalars | st.lists(json_scalars, max_size=3)))
@@ -49,13 +49,16 @@ fuzz_values = st.one_of(
     st.builds(lambda key: orjson.dumps({k: v for k, v in valid_usage().items() if k != key}),
               st.sampled_from(["event_id", "occurred_at", "model", "output_tokens", "cluster", "type"])),  # missing key
     st.builds(lambda kind: orjson.dumps({**valid_usage(), "type": kind}), st.text(min_size=1, max_size=12)),  # unknown type
-    st.builds(lambda n: orjson.dumps({**valid_usage(), "output_tokens": n}), st.integers(min_value=10**7 + 1)),  # huge
-    st.just(b'{"type": "usage", "pad": "' + b"x" * 100_000 + b'"}'),         # oversized
+    st.builds(lambda n: orjson.dumps({**valid_usage(), "output_tokens": n}),
+              st.integers(min_value=10**7 + 1, max_value=2**63 - 1)),         # above the token cap
+    st.builds(lambda digits: orjson.dumps(valid_usage()).replace(b'"output_tokens":0', b'"output_tokens":' + digits),
+              st.sampled_from([b"1" * 30, b"-" + b"9" * 25, b"1e400"])),      # beyond 64 bits, raw JSON
+    st.builds(lambda size: b'{"type": "usage", "pad": "' + b"x" * size + b'"}', st.sampled_from([100_000])),  # oversized
     st.just(b"\xff\xfe\xfd"),
 )
 
 
-@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+@settings(max_examples=2, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
 @given(values=st.lists(fuzz_values, min_size=20, max_size=30))
 async def test_fuzzed_values_land_in_the_dead_letter_topic_and_valid_events_between_them_apply(kafka_bootstrap, ns, worker, values):
     account_id = f"fuzz-{next(_runs)}"
@@ -64,12 +67,13 @@ async def test_fuzzed_values_land_in_the_dead_letter_topic_and_valid_events_betw
     await wait_lookup(worker, account_id, lambda body: body["status"] == "active")
     junk = [value for value in (for_account(value, account_id) for value in values)
             if isinstance(decode_event(value), Rejection)]
-    sources = set()
+    records = []
     for index, bad in enumerate(junk):  # both input topics, a valid event after each bad one
-        topic = ns.topic("usage" if index % 2 else "plans")
-        [sent] = await produce(kafka_bootstrap, topic, [bad], key=account_id.encode())
-        sources.add((sent.topic, sent.partition, sent.offset))
-        await produce(kafka_bootstrap, ns.topic("usage"), [ev.usage(account_id, day + timedelta(hours=2, seconds=index), miss=3)])
+        records.append((ns.topic("usage" if index % 2 else "plans"), account_id.encode(), bad))
+        valid = ev.usage(account_id, day + timedelta(hours=2, seconds=index), miss=3)
+        records.append((ns.topic("usage"), account_id.encode(), orjson.dumps(valid)))
+    sent = await produce_records(kafka_bootstrap, records)
+    sources = {(meta.topic, meta.partition, meta.offset) for meta in sent[0::2]}
     await wait_lookup(worker, account_id, lambda body: body["credits_used"] == str(300 * len(junk)))
     assert http_get(f"{worker.url}/health")[0] == 200
 

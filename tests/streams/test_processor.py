@@ -129,3 +129,29 @@ def test_a_tick_after_the_period_publishes_expired_once(processor):
     assert status["status"] == "expired" and status["allowed"] is False
     assert processor.tick(log.store, ["a"], later) == []
     assert isinstance(log.store.get("a"), AccountRecord) and log.store.get("a").status_key[0] == "expired"
+
+
+def test_records_and_status_keys_match_the_plain_serialization(processor):
+    from streams.agents.processor import record_status_key, status_key, status_view
+    from streams.agents.records import RECORD_FORMAT_VERSION
+
+    log = Log(processor)
+    events = [ev.purchase("a", DAY), ev.purchase("b", DAY, tier="max")]
+    events += [ev.usage(account, DAY + timedelta(hours=1, minutes=n), model="mimo-v2.5-pro", miss=n * 900_000)
+               for n in range(12) for account in ("a", "b")]
+    events += [ev.refresh(DAY + timedelta(hours=2)), ev.upgrade("a", DAY + timedelta(hours=3), "pro"),
+               ev.usage("a", DAY + timedelta(hours=4), miss=5), ev.refresh(DAY + timedelta(hours=5), "b")]
+    for event in events:
+        log.feed(event, key=None if event.get("account_id") is None else event["account_id"].encode())
+        for account_id in ("a", "b"):
+            record = log.store.get(account_id)
+            if record is None:
+                continue
+            assert record.to_bytes() == orjson.dumps({
+                "v": RECORD_FORMAT_VERSION, "state": record.state.to_dict(), "log": record.log.to_dict(),
+                "source": record.source.to_dict(), "event_time": record.event_time,
+                "status_key": list(record.status_key)})
+            for now in (DAY - timedelta(hours=1), NOW, DAY + timedelta(days=40)):
+                assert record_status_key(record, now) == status_key(status_view(record, now))
+    assert record_status_key(None, NOW) == status_key(status_view(None, NOW))
+    assert log.store.partition.global_refreshes == ["2026-06-01T02:00:00Z"]
