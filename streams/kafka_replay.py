@@ -20,7 +20,14 @@ from schemas.events import format_instant
 from streams.agents.processor import DictStore, Processor
 from streams.agents.records import LogPosition, Source
 from streams.config import Settings
-from streams.ledger import Catalog, Limits, account_view
+from streams.ledger import Catalog, Limits, Reason, account_view
+
+#: Rejections of events that never reached the rules (the file replay lists no account for them).
+UNREADABLE_REASONS = frozenset({
+    Reason.INVALID_JSON.value, Reason.EVENT_TOO_LARGE.value, Reason.INVALID_EVENT.value, Reason.UNKNOWN_TYPE.value,
+    Reason.INVALID_TIMESTAMP.value, Reason.TOKENS_OUT_OF_RANGE.value, Reason.ID_TOO_LONG.value,
+    Reason.SECRET_IN_EVENT.value, "key_mismatch",
+})
 
 #: Records fetched per poll while replaying.
 FETCH_RECORDS_MAX = 5000
@@ -55,11 +62,19 @@ class KafkaReplay:
         return {account_id: record for store in self.stores.values() for account_id, record in store.accounts.items()}
 
     def result(self, as_of: datetime) -> dict:
-        """The same JSON as the file replay (plus where the log ended)."""
+        """The same JSON as the file replay (plus where the log ended).
+
+        Like the file replay, an account whose events were all refused by the rules
+        (not by decoding) is listed, with status none.
+        """
         records = self.accounts()
+        refused_only = {entry["account_id"] for entry in self.rejected
+                        if entry.get("account_id") and entry["reason"] not in UNREADABLE_REASONS} - set(records)
+        views = {account_id: account_view(records[account_id].state, as_of) for account_id in records}
+        views.update({account_id: account_view(None, as_of) for account_id in refused_only})
         return {
             "as_of": format_instant(as_of),
-            "accounts": {account_id: account_view(records[account_id].state, as_of) for account_id in sorted(records)},
+            "accounts": {account_id: views[account_id] for account_id in sorted(views)},
             "rejected": self.rejected,
             "log_end_offsets": {str(partition): offset for partition, offset in sorted(self.end_offsets.items())},
         }
