@@ -29,8 +29,10 @@ from tests.streams.test_ledger_e2e import accounts_on_every_partition
 
 pytestmark = pytest.mark.integration
 
-#: Usage events per fault test: tens of thousands, within the 10-minute budget of make test.
+#: Usage events of the kill -9 test: tens of thousands, within the 10-minute budget of make test.
 LOAD_EVENTS = int(os.environ.get("TOKENPLAN_FAULT_EVENTS", "20000"))
+#: The broker-restart and rebalance tests prove the same equality with half the load.
+LOAD_EVENTS_SHORT = LOAD_EVENTS // 2
 #: How long the workers get to catch up after the load and the faults.
 CATCH_UP_TIMEOUT_S = 180.0
 
@@ -41,8 +43,8 @@ def fault_seed() -> int:
     return seed
 
 
-def make_load(seed: int) -> Load:
-    return Load(seed, accounts_on_every_partition(f"load{seed}", per_partition=25), recent_utc_day(), LOAD_EVENTS)
+def make_load(seed: int, events: int = LOAD_EVENTS) -> Load:
+    return Load(seed, accounts_on_every_partition(f"load{seed}", per_partition=25), recent_utc_day(), events)
 
 
 async def buy_all(kafka_bootstrap: str, ns: Namespace, worker, load: Load) -> None:
@@ -117,7 +119,7 @@ async def test_broker_restart_mid_stream(namespace, start_worker, tmp_path):
     worker = WorkerProcess(bootstrap, namespace, tmp_path / "w0").start()
     try:
         worker.wait_healthy()
-        load = make_load(seed)
+        load = make_load(seed, LOAD_EVENTS_SHORT)
         await buy_all(bootstrap, namespace, worker, load)
         publishing = asyncio.create_task(load.publish(bootstrap, namespace.topic("usage")))
         await asyncio.sleep(random.Random(seed).uniform(1.0, 3.0))
@@ -138,7 +140,7 @@ async def test_broker_restart_mid_stream(namespace, start_worker, tmp_path):
 
 async def test_rebalance_add_a_worker_then_remove_the_first(kafka_bootstrap, namespace, start_worker):
     seed = fault_seed()
-    load = make_load(seed)
+    load = make_load(seed, LOAD_EVENTS_SHORT)
     first = start_worker(name="w0")
     await buy_all(kafka_bootstrap, namespace, first, load)
     probe_account = load.accounts[0]
