@@ -19,7 +19,7 @@ from schemas.topics import BALANCE_CHANGED, QUOTA_EXHAUSTED, QUOTA_STATUS, REJEC
 from schemas.events import format_instant, parse_instant
 from streams.agents.records import AccountRecord, LogPosition, PartitionRecord, Source, dead_letter
 from streams.ledger import (AccountState, Catalog, Ledger, Limits, Rejection, StepResult, account_view,
-                            allowed, decode_event)
+                            allowed, decode_event, view_key)
 from streams.ledger.dedupe import AppliedIds
 
 
@@ -79,6 +79,11 @@ def status_key(view: dict) -> tuple:
     return (view["status"], view["allowed"], view["tier"], view["valid_from"])
 
 
+def record_status_key(record: AccountRecord | None, now: datetime) -> tuple:
+    """`status_key(status_view(record, now))`, without building the view (the core's `view_key`)."""
+    return view_key(None if record is None else record.state, now)
+
+
 class _Accounts(MutableMapping):
     """The core Ledger's view of the partition's accounts (AccountState by id)."""
 
@@ -115,6 +120,18 @@ class Processor:
     catalog: Catalog
     limits: Limits
     emitted: list[Emit] = field(default_factory=list)
+    #: The partition record's global refresh texts last parsed, and their instants.
+    _refreshes_parsed: tuple[tuple[str, ...], list[datetime]] = field(default=((), []), init=False,
+                                                                      repr=False, compare=False)
+
+    def _global_refreshes(self, texts: list[str]) -> list[datetime]:
+        """The instants of a partition record's global refreshes (parsed once per change)."""
+        if not texts:
+            return []
+        key = tuple(texts)
+        if key != self._refreshes_parsed[0]:
+            self._refreshes_parsed = (key, [parse_instant(t) for t in texts])
+        return self._refreshes_parsed[1]  # Ledger copies (sorts) it
 
     def process(self, raw: bytes, key: bytes | None, log: LogPosition, source: Source | None,
                 store: PartitionStore, now: datetime) -> list[Emit]:
@@ -146,10 +163,14 @@ class Processor:
             store.put_partition(partition)  # same reason: re-send its changelog
             return out
         accounts = _Accounts(store)
-        ledger = Ledger(self.catalog, self.limits, accounts=accounts,
-                        global_refreshes=[parse_instant(t) for t in partition.global_refreshes],
-                        global_refresh_ids=AppliedIds.from_pairs(self.limits.global_refreshes_max,
-                                                                 partition.global_refresh_ids))
+        if account_id is None:  # a global refresh: the ledger needs the applied ones
+            ledger = Ledger(self.catalog, self.limits, accounts=accounts,
+                            global_refreshes=self._global_refreshes(partition.global_refreshes),
+                            global_refresh_ids=AppliedIds.from_pairs(self.limits.global_refreshes_max,
+                                                                     partition.global_refresh_ids))
+        else:  # one account's event reads only the global refresh instants (not their ids)
+            ledger = Ledger(self.catalog, self.limits, accounts=accounts,
+                            global_refreshes=self._global_refreshes(partition.global_refreshes))
         results = ledger.apply(event)
         for rejection in ledger.rejected:
             out.append(self._dead(raw, key, rejection.reason.value, rejection.detail, source, log, rejection.event_id,
@@ -168,8 +189,8 @@ class Processor:
         if result.rejection is not None or result.duplicate or result.state is None:
             return []
         account_id = result.state.account_id
-        out = [Emit(FACT_TOPICS[fact.type], account_id.encode("utf-8"), fact.model_dump_json().encode("utf-8"))
-               for fact in result.facts]
+        key = account_id.encode("utf-8")
+        out = [Emit(FACT_TOPICS[fact_type], key, payload) for fact_type, payload in result.fact_payloads()]
         previous = store.get(account_id)
         record = AccountRecord(result.state, log, source, event_time,
                                None if previous is None else previous.status_key)
@@ -184,10 +205,10 @@ class Processor:
 
         Updates `record.status_key`; the caller stores the record.
         """
-        view = status_view(record, now)
-        key = status_key(view)
+        key = record_status_key(record, now)
         if not force and key == record.status_key:
             return None
+        view = status_view(record, now)
         record.status_key = key
         view["account_id"] = account_id
         return Emit(QUOTA_STATUS, account_id.encode("utf-8"), orjson.dumps(view))

@@ -15,6 +15,8 @@ import orjson
 
 from streams.ledger import AccountState, Limits, redact
 
+_Fragment = orjson.Fragment
+
 #: Bump with an upcaster when the table value layout changes.
 RECORD_FORMAT_VERSION = 1
 
@@ -56,7 +58,7 @@ class AccountRecord:
     def to_bytes(self) -> bytes:
         return orjson.dumps({
             "v": RECORD_FORMAT_VERSION,
-            "state": self.state.to_dict(),
+            "state": _Fragment(self.state.to_json()),  # exactly the bytes of state.to_dict()
             "log": self.log.to_dict(),
             "source": None if self.source is None else self.source.to_dict(),
             "event_time": self.event_time,

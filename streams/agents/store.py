@@ -27,10 +27,14 @@ def partition_key(partition: int) -> bytes:
 #: far more than the rules applied to it). Only the owner writes an account, so the
 #: cache is exact until a rebalance moves partitions; it is cleared on every rebalance.
 _records: dict[bytes, AccountRecord] = {}
+#: Decoded partition records (the same reasoning: only the owner writes them), read on
+#: every event for its global refreshes. Never changed in place: a change puts a new one.
+_partition_records: dict[bytes, PartitionRecord] = {}
 
 
 def clear_cache() -> None:
     _records.clear()
+    _partition_records.clear()
 
 
 def read_record(accounts, key: bytes, limits: Limits) -> AccountRecord | None:
@@ -71,8 +75,15 @@ class TableStore:
                 yield key.decode("utf-8")
 
     def get_partition(self) -> PartitionRecord:
-        raw = self.partitions_table.get(partition_key(self.partition))
-        return PartitionRecord() if raw is None else PartitionRecord.from_bytes(raw)
+        key = partition_key(self.partition)
+        record = _partition_records.get(key)
+        if record is None:
+            raw = self.partitions_table.get(key)
+            record = PartitionRecord() if raw is None else PartitionRecord.from_bytes(raw)
+            _partition_records[key] = record
+        return record
 
     def put_partition(self, record: PartitionRecord) -> None:
-        self.partitions_table[partition_key(self.partition)] = record.to_bytes()
+        key = partition_key(self.partition)
+        self.partitions_table[key] = record.to_bytes()
+        _partition_records[key] = record

@@ -48,7 +48,7 @@ from streams.ledger.prices import (
 )
 from streams.ledger.rating import charge_micro
 from streams.ledger.rejections import Reason, Rejection, reject
-from streams.ledger.units import from_micro, to_micro
+from streams.ledger.units import credits_text, from_micro, to_micro
 
 __all__ = ["AccountState", "Fact", "StepResult", "decide_purchase", "decide_upgrade",
            "derive_event_id", "event_fingerprint", "step"]
@@ -128,6 +128,12 @@ class AccountState:
 
         return state_to_dict(self)
 
+    def to_json(self) -> bytes:
+        """Exactly `orjson.dumps(self.to_dict())`, from serialization caches (the worker's hot path)."""
+        from streams.ledger.state_codec import state_to_json
+
+        return state_to_json(self)
+
     @classmethod
     def from_dict(cls, data: dict, limits: Limits = DEFAULT_LIMITS) -> "AccountState":
         """Inverse of `to_dict`; raises ValueError on a malformed value."""
@@ -163,6 +169,11 @@ class StepResult:
             self._facts = [] if self._records is None else self._records.materialize()
         return self._facts
 
+    def fact_payloads(self) -> list[tuple[str, bytes]]:
+        """(type, JSON) of each fact: exactly `(fact.type, fact.model_dump_json().encode())`
+        of `facts`, serialized from the compact records without building the models."""
+        return [] if self._records is None else self._records.payloads()
+
     @property
     def facts_count(self) -> int:
         """Number of facts, without materializing them."""
@@ -192,6 +203,42 @@ def derive_event_id(kind: str, account_id: str, cause_event_id: str, ordinal: in
 
 
 # ---------------------------------------------------------------- facts
+
+#: Fact types by record kind.
+_FACT_TYPES = {"bc": "balance.changed", "qe": "quota.exhausted", "qr": "quota.restored"}
+_TEXT_FAST_BELOW = 10 ** 27
+
+
+def _decimal_json(micro: int) -> str:
+    """`str(from_micro(micro))`: how pydantic writes the Decimal of a fact (as a JSON string)."""
+    if type(micro) is int and 0 <= micro < _TEXT_FAST_BELOW:
+        # from_micro is integral (exponent 0) or normalized with at most 6 fraction
+        # digits: str() never uses exponent form then, so it is the plain text.
+        return credits_text(micro)
+    return str(from_micro(micro))
+
+
+#: (tier, period, valid_from, valid_until, credits limit) -> the JSON of `package_ref`.
+_PACKAGE_REFS: dict[tuple, orjson.Fragment] = {}
+_PACKAGE_REFS_MAX = 4096
+
+
+def _package_ref_json(package: Package) -> orjson.Fragment:
+    """`package_ref(package)` as pydantic serializes it, memoized (it repeats on every charge)."""
+    key = (package.tier, package.period, package.valid_from, package.valid_until,
+           package.credits_limit_micro)
+    fragment = _PACKAGE_REFS.get(key)
+    if fragment is None:
+        fragment = orjson.Fragment(orjson.dumps({
+            "tier": package.tier, "period": package.period,
+            "valid_from": format_instant(package.valid_from),
+            "valid_until": format_instant(package.valid_until),
+            "credits_limit": _decimal_json(package.credits_limit_micro)}))
+        if len(_PACKAGE_REFS) >= _PACKAGE_REFS_MAX:
+            _PACKAGE_REFS.clear()
+        _PACKAGE_REFS[key] = fragment
+    return fragment
+
 
 def package_ref(package: Package) -> PackageRef:
     """The package part of a fact."""
@@ -227,6 +274,41 @@ class _Facts:
     def materialize(self) -> list[Fact]:
         """The output models, with ids derived from (kind, account, cause, ordinal)."""
         return [self._build(ordinal, *record) for ordinal, record in enumerate(self.records)]
+
+    def payloads(self) -> list[tuple[str, bytes]]:
+        """(type, JSON) of each fact, exactly `model_dump_json` of `materialize`'s models.
+
+        Same keys in the same order (the models' field order: the common fields,
+        then type and the kind's own), Decimals as `str`, instants by `format_instant`.
+        """
+        if not self.records:
+            return []
+        event = self.event
+        cause_id, cause_type, account_id = event.event_id, event.type, self.account_id
+        occurred_at = format_instant(event.occurred_at)
+        out = []
+        for ordinal, (kind, package, charged_micro, price) in enumerate(self.records):
+            fact_type = _FACT_TYPES[kind]
+            data = {
+                "event_id": derive_event_id(kind, account_id, cause_id, ordinal),
+                "cause_event_id": cause_id, "cause_type": cause_type, "account_id": account_id,
+                "occurred_at": occurred_at, "type": fact_type,
+                "package": _package_ref_json(package),
+            }
+            if kind == "bc":
+                data["credits_charged"] = _decimal_json(charged_micro)
+                data["credits_used"] = _decimal_json(package.used_micro)
+                data["credits_remaining"] = _decimal_json(package.remaining_micro)
+                data["amount"] = None if price is None else str(price.amount)
+                data["currency"] = None if price is None else price.currency
+                data["discount"] = None if price is None else price.discount
+            elif kind == "qr":
+                data["credits_used"] = _decimal_json(package.used_micro)
+                data["credits_remaining"] = _decimal_json(package.remaining_micro)
+            else:
+                data["credits_used"] = _decimal_json(package.used_micro)
+            out.append((fact_type, orjson.dumps(data)))
+        return out
 
     def _build(self, ordinal: int, kind: str, package: Package, charged_micro: int,
                price: PriceQuote | None) -> Fact:

@@ -16,6 +16,8 @@ import hashlib
 from itertools import chain
 from typing import Iterator
 
+from streams.ledger.json_cache import JsonArray
+
 __all__ = ["AppliedIds", "fingerprint_bytes"]
 
 
@@ -36,7 +38,8 @@ def _all_text(pairs: list) -> bool:
 class AppliedIds:
     """Immutable view of the last `capacity` applied (event_id, fingerprint) pairs."""
 
-    __slots__ = ("_entries", "_index", "_n", "_capacity")
+    #: `_json` caches the serialized entries of the shared list (see `json_pairs`).
+    __slots__ = ("_entries", "_index", "_n", "_capacity", "_json")
 
     def __init__(self, capacity: int, entries: list[tuple[str, str]] | None = None,
                  index: dict[str, int] | None = None, n: int | None = None) -> None:
@@ -46,6 +49,7 @@ class AppliedIds:
         self._entries = [] if entries is None else entries
         self._index = {e[0]: i for i, e in enumerate(self._entries)} if index is None else index
         self._n = len(self._entries) if n is None else n
+        self._json = JsonArray()
 
     @classmethod
     def from_pairs(cls, capacity: int, pairs: list[tuple[str, str]]) -> "AppliedIds":
@@ -66,16 +70,20 @@ class AppliedIds:
 
     def add(self, event_id: str, fingerprint: str) -> "AppliedIds":
         """A new version that also remembers `event_id` (evicting the oldest beyond capacity)."""
-        entries, index, n, capacity = self._entries, self._index, self._n, self._capacity
+        entries, index, n, capacity, json = (self._entries, self._index, self._n, self._capacity,
+                                             self._json)
         if len(entries) != n or event_id in index:
             # Another version appended past us, or the id is re-added after
             # eviction (overwriting its index slot would change older versions).
+            start = max(0, n - capacity)
             entries, index = self._window_copy()
+            json = json.sliced(start, n)
             n = len(entries)
         entries.append((event_id, fingerprint))
         index[event_id] = n
         n += 1
         if n >= 2 * capacity:  # bound memory at 2 x capacity: keep only the window
+            json = json.sliced(n - capacity, n)
             entries = entries[n - capacity:]
             index = {entry_id: i for i, (entry_id, _) in enumerate(entries)}
             n = capacity
@@ -84,6 +92,7 @@ class AppliedIds:
         added._entries = entries
         added._index = index
         added._n = n
+        added._json = json
         return added
 
     def _window_copy(self) -> tuple[list[tuple[str, str]], dict[str, int]]:
@@ -94,6 +103,10 @@ class AppliedIds:
     def pairs(self) -> list[tuple[str, str]]:
         """Visible (event_id, fingerprint) pairs, oldest first."""
         return self._entries[max(0, self._n - self._capacity):self._n]
+
+    def json_pairs(self) -> bytes:
+        """`orjson.dumps(self.pairs())`, serializing only pairs never serialized."""
+        return self._json.array(self._entries, max(0, self._n - self._capacity), self._n)
 
     def __len__(self) -> int:
         return min(self._n, self._capacity)

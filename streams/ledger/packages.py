@@ -23,6 +23,7 @@ from datetime import datetime, timedelta
 from typing import Callable, Iterable, Iterator
 
 from streams.ledger.errors import LedgerInvariantError, invariant
+from streams.ledger.json_cache import JsonArray
 
 __all__ = ["Package", "UsageLog", "last_reset_for", "segment_start"]
 
@@ -33,28 +34,32 @@ class UsageLog:
     `_texts` caches the JSON form ([RFC 3339 text, credits text]) of a prefix
     of the shared list: entries never change once appended, so the cache is
     valid for every version sharing the list, and `to_dict` encodes only the
-    entries added since the last encoding (or since `from_dict`).
+    entries added since the last encoding (or since `from_dict`). `_json`
+    caches the serialized bytes of those texts the same way (`encoded_json`).
     """
 
-    __slots__ = ("_items", "_n", "_texts")
+    __slots__ = ("_items", "_n", "_texts", "_json")
 
     def __init__(self, items: list[tuple[datetime, int]] | None = None, n: int | None = None,
                  texts: list[tuple[str, str]] | None = None):
         self._items = [] if items is None else items
         self._n = len(self._items) if n is None else n
         self._texts = [] if texts is None else texts
+        self._json = JsonArray()
 
     def append(self, instant: datetime, micro: int) -> "UsageLog":
         """A new version with one more entry; O(1) unless this version was branched from."""
-        items, n, texts = self._items, self._n, self._texts
+        items, n, texts, json = self._items, self._n, self._texts, self._json
         if len(items) != n:
             items = items[:n]
             texts = texts[:n]
+            json = json.sliced(0, n)
         items.append((instant, micro))
         log = _new_log(UsageLog)
         log._items = items
         log._n = n + 1
         log._texts = texts
+        log._json = json
         return log
 
     def encoded(self, encode: Callable[[list[tuple[datetime, int]]], list[tuple[str, str]]]
@@ -65,6 +70,15 @@ class UsageLog:
         if done < n:
             texts.extend(encode(self._items[done:n]))
         return list(map(list, texts if len(texts) == n else texts[:n]))
+
+    def encoded_json(self, encode: Callable[[list[tuple[datetime, int]]], list[tuple[str, str]]]
+                     ) -> bytes:
+        """`orjson.dumps(self.encoded(encode))`, serializing only entries never serialized."""
+        texts, n = self._texts, self._n
+        done = len(texts)
+        if done < n:
+            texts.extend(encode(self._items[done:n]))
+        return self._json.array(texts, 0, n)
 
     def entries(self) -> list[tuple[datetime, int]]:
         """This version's entries (a copy-free slice when possible)."""

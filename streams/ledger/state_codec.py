@@ -14,6 +14,7 @@ import orjson
 
 from schemas.events import format_instant, parse_instant
 from streams.ledger.dedupe import AppliedIds
+from streams.ledger.json_cache import instant_text
 from streams.ledger.limits import Limits
 from streams.ledger.packages import Package, UsageLog
 from streams.ledger.units import credits_text, parse_micro_text, parse_micro_texts, to_micro
@@ -21,7 +22,7 @@ from streams.ledger.units import credits_text, parse_micro_text, parse_micro_tex
 if TYPE_CHECKING:
     from streams.ledger.account import AccountState
 
-__all__ = ["STATE_FORMAT_VERSION", "state_from_dict", "state_to_dict"]
+__all__ = ["STATE_FORMAT_VERSION", "state_from_dict", "state_to_dict", "state_to_json"]
 
 #: Bump with an upcaster when the layout changes.
 STATE_FORMAT_VERSION = 1
@@ -99,21 +100,81 @@ def _log_from_json(pairs: Any) -> UsageLog:
     return UsageLog([(parse_instant(t), _micro(m)) for t, m in pairs])
 
 
-def _package_to_dict(package: Package) -> dict:
+def _package_to_dict(package: Package, log: Any = None) -> dict:
+    """The package as plain JSON-able values; `log` replaces the encoded log when given."""
     return {
         "tier": package.tier, "period": package.period, "currency": package.currency,
-        "valid_from": format_instant(package.valid_from),
-        "valid_until": format_instant(package.valid_until),
-        "anchor": format_instant(package.anchor), "index": package.index,
+        "valid_from": instant_text(package.valid_from),
+        "valid_until": instant_text(package.valid_until),
+        "anchor": instant_text(package.anchor), "index": package.index,
         "period_months": package.period_months,
         "credits_limit": credits_text(package.credits_limit_micro),
-        "opened_by": package.opened_by, "last_reset": format_instant(package.last_reset),
+        "opened_by": package.opened_by, "last_reset": instant_text(package.last_reset),
         "credits_used": credits_text(package.used_micro),
-        "log": package.log.encoded(_encode_entries),
-        "compacted": [[format_instant(t), credits_text(m)] for t, m in package.compacted],
-        "horizon": None if package.horizon is None else format_instant(package.horizon),
+        "log": package.log.encoded(_encode_entries) if log is None else log,
+        "compacted": [[instant_text(t), credits_text(m)] for t, m in package.compacted],
+        "horizon": None if package.horizon is None else instant_text(package.horizon),
         "exhausted": package.exhausted,
     }
+
+
+# ---------------------------------------------------------------- state as JSON bytes
+#
+# The streaming worker serializes an account's whole state on every event
+# (`AccountRecord.to_bytes`). `state_to_json` gives exactly
+# `orjson.dumps(state_to_dict(state))` without building the dict of what did
+# not change: the usage log and the dedupe memory come from their serialized
+# caches (`json_cache.JsonArray`), and a package other than the newest (a
+# closed period, unchanged by usage of the current one) is serialized once and
+# kept by identity (packages are never changed after construction).
+
+_Fragment = orjson.Fragment
+#: id(package) -> (package, its JSON). The strong reference keeps the id unique
+#: while the entry lives; a hit checks `cached is package`. Bounded: cleared when full.
+_PACKAGE_JSON: dict[int, tuple[Package, bytes]] = {}
+_PACKAGE_JSON_MAX = 2048
+
+
+def _package_json(package: Package) -> bytes:
+    """`orjson.dumps(_package_to_dict(package))`, the log from its serialized cache."""
+    return _dumps(_package_to_dict(package, _Fragment(package.log.encoded_json(_encode_entries))))
+
+
+def _kept_package_json(package: Package) -> bytes:
+    """`_package_json(package)`, memoized by identity (for packages that rarely change)."""
+    cached = _PACKAGE_JSON.get(id(package))
+    if cached is not None and cached[0] is package:
+        return cached[1]
+    data = _package_json(package)
+    if len(_PACKAGE_JSON) >= _PACKAGE_JSON_MAX:
+        _PACKAGE_JSON.clear()
+    _PACKAGE_JSON[id(package)] = (package, data)
+    return data
+
+
+def state_to_json(state: "AccountState") -> bytes:
+    """Exactly `orjson.dumps(state_to_dict(state))`, serializing only what is new."""
+    packages = state.packages
+    if packages:
+        parts = [_kept_package_json(p) for p in packages[:-1]]
+        parts.append(_package_json(packages[-1]))
+        packages_json = b"[" + b",".join(parts) + b"]"
+    else:
+        packages_json = b"[]"
+    return _dumps({
+        "format": STATE_FORMAT_VERSION,
+        "account_id": state.account_id,
+        "packages": _Fragment(packages_json),
+        "refreshes": [instant_text(t) for t in state.refreshes],
+        "had_package": state.had_package,
+        "first_purchase_discount_used": state.first_purchase_discount_used,
+        "auto_renew_activated": state.auto_renew_activated,
+        "auto_renew_discount_used": state.auto_renew_discount_used,
+        "pruned_until": None if state.pruned_until is None else instant_text(state.pruned_until),
+        "first_valid_from": (None if state.first_valid_from is None
+                             else instant_text(state.first_valid_from)),
+        "applied": _Fragment(state.applied.json_pairs()),
+    })
 
 
 def _package_from_dict(data: dict) -> Package:
@@ -139,14 +200,14 @@ def state_to_dict(state: "AccountState") -> dict:
         "format": STATE_FORMAT_VERSION,
         "account_id": state.account_id,
         "packages": [_package_to_dict(p) for p in state.packages],
-        "refreshes": [format_instant(t) for t in state.refreshes],
+        "refreshes": [instant_text(t) for t in state.refreshes],
         "had_package": state.had_package,
         "first_purchase_discount_used": state.first_purchase_discount_used,
         "auto_renew_activated": state.auto_renew_activated,
         "auto_renew_discount_used": state.auto_renew_discount_used,
-        "pruned_until": None if state.pruned_until is None else format_instant(state.pruned_until),
+        "pruned_until": None if state.pruned_until is None else instant_text(state.pruned_until),
         "first_valid_from": (None if state.first_valid_from is None
-                             else format_instant(state.first_valid_from)),
+                             else instant_text(state.first_valid_from)),
         "applied": list(map(list, state.applied.pairs())),
     }
 

@@ -13,9 +13,11 @@ from datetime import datetime
 
 from schemas.events import format_instant
 from streams.ledger.account import AccountState
+from streams.ledger.json_cache import instant_text
+from streams.ledger.packages import Package
 from streams.ledger.units import credits_text
 
-__all__ = ["account_view", "allowed", "empty_view"]
+__all__ = ["account_view", "allowed", "empty_view", "view_key"]
 
 _FIELDS = ("tier", "period", "credits_limit", "credits_used", "credits_remaining",
            "valid_from", "valid_until")
@@ -26,18 +28,26 @@ def empty_view(status: str = "none") -> dict:
     return {"status": status, **{name: None for name in _FIELDS}}
 
 
-def account_view(state: AccountState | None, as_of: datetime) -> dict:
-    """The replay account view of `state` at `as_of` (credits as strings, times as 'Z' RFC 3339)."""
+def _view_package(state: AccountState | None, as_of: datetime) -> tuple[str, Package | None, int]:
+    """(status, package valid at as_of or None, its counted usage): the rules of every view."""
     if state is None:
-        return empty_view()
+        return "none", None, 0
     package = state.package_at(as_of)
     if package is None:
         started = state.first_valid_from is not None and state.first_valid_from <= as_of
-        return empty_view("expired" if started else "none")
+        return ("expired" if started else "none"), None, 0
     used = package.used_as_of(state.refreshes, as_of)
+    return ("exhausted" if used >= package.credits_limit_micro else "active"), package, used
+
+
+def account_view(state: AccountState | None, as_of: datetime) -> dict:
+    """The replay account view of `state` at `as_of` (credits as strings, times as 'Z' RFC 3339)."""
+    status, package, used = _view_package(state, as_of)
+    if package is None:
+        return empty_view(status)
     limit = package.credits_limit_micro
     return {
-        "status": "exhausted" if used >= limit else "active",
+        "status": status,
         "tier": package.tier,
         "period": package.period,
         "credits_limit": credits_text(limit),
@@ -48,6 +58,22 @@ def account_view(state: AccountState | None, as_of: datetime) -> dict:
     }
 
 
+def view_key(state: AccountState | None, as_of: datetime) -> tuple:
+    """(status, allowed, tier, valid_from) of `account_view(state, as_of)`, without building it.
+
+    What a gateway's allow/deny decision depends on: the streaming worker
+    publishes a status record when this changes.
+    """
+    status, package, _used = _view_package(state, as_of)
+    if package is None:
+        return (status, _allows(status), None, None)
+    return (status, _allows(status), package.tier, instant_text(package.valid_from))
+
+
+def _allows(status: str) -> bool:
+    return status == "active"
+
+
 def allowed(view: dict) -> bool:
     """Whether a gateway may serve the account: only an active package allows service."""
-    return view.get("status") == "active"
+    return _allows(view.get("status"))
