@@ -72,6 +72,9 @@ class Settings:
     #: TOKENPLAN_SESSION_TIMEOUT_MS: how soon the group notices a dead worker (kill -9,
     #: crash) and gives its partitions to another; faust's default is 60 s.
     session_timeout_ms: int = 10000
+    #: TOKENPLAN_ADMIN_TOKEN: bearer token for operations outside the event flow
+    #: (POST /admin/refresh). Unset: those operations are disabled. Never logged.
+    admin_token: str = field(default="", repr=False)
     #: TOKENPLAN_STATUS_SCAN_INTERVAL_MS: how often expiry is checked (time passing, no event).
     status_scan_interval_ms: int = 1000
     #: TOKENPLAN_SEQUENCER_BATCH_MAX: events the sequencer forwards per batch (stream.take).
@@ -97,6 +100,7 @@ class Settings:
             producer_linger_ms=_env_int(env, "TOKENPLAN_PRODUCER_LINGER_MS", defaults.producer_linger_ms),
             commit_interval_ms=_env_int(env, "TOKENPLAN_COMMIT_INTERVAL_MS", defaults.commit_interval_ms),
             session_timeout_ms=_env_int(env, "TOKENPLAN_SESSION_TIMEOUT_MS", defaults.session_timeout_ms),
+            admin_token=env.get("TOKENPLAN_ADMIN_TOKEN") or "",
             status_scan_interval_ms=_env_int(env, "TOKENPLAN_STATUS_SCAN_INTERVAL_MS", defaults.status_scan_interval_ms),
             sequencer_batch_max=_env_int(env, "TOKENPLAN_SEQUENCER_BATCH_MAX", defaults.sequencer_batch_max),
             limits=limits_from_env(env),

@@ -5,6 +5,7 @@ reads state says 503 while the worker is recovering or rebalancing.
 """
 from __future__ import annotations
 
+import hmac
 from datetime import datetime, timezone
 from typing import Any
 
@@ -13,10 +14,11 @@ from faust.exceptions import SameNode
 from faust.web import Request, Response, View
 
 from schemas.events import parse_instant
+from streams.ledger import Rejection, decode_event
 from streams.agents import stats
 from streams.agents.processor import status_view
 from streams.agents.store import read_record
-from streams.app import accounts_table, app, limits
+from streams.app import accounts_table, app, limits, plans_topic, settings
 
 #: What a gateway should do on 503 (the README says the same).
 RETRY_AFTER_MS = 200
@@ -79,3 +81,47 @@ class AccountQuota(View):
         body = status_view(record, as_of)
         body["account_id"] = account_id
         return json_response(self, body)
+
+
+def admin_refusal(view: View, request: Request) -> Response | None:
+    """None when the request carries the admin token; else the 403/401 answer."""
+    if not settings.admin_token:
+        return json_response(view, {"error": "admin_disabled",
+                                     "reason": "set TOKENPLAN_ADMIN_TOKEN on the worker to enable admin operations"},
+                             status=403)
+    offered = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(offered.encode(), settings.admin_token.encode()):
+        return json_response(view, {"error": "unauthorized", "reason": "missing or wrong admin token"}, status=401)
+    return None
+
+
+@app.page("/admin/refresh")
+class AdminRefresh(View):
+    """Publish a quota.refreshed to tokenplan.plans (one account, or all when account_id is absent).
+
+    Body: {"occurred_at": RFC 3339, "account_id": optional, "event_id": optional}. The
+    event goes through the ledger like any billing event; this only saves an operator a
+    Kafka client. Requires `Authorization: Bearer $TOKENPLAN_ADMIN_TOKEN`.
+    """
+
+    async def post(self, request: Request) -> Response:
+        refusal = admin_refusal(self, request)
+        if refusal is not None:
+            return refusal
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError:
+            return json_response(self, {"error": "bad_request", "reason": "body must be JSON"}, status=400)
+        if not isinstance(body, dict):
+            return json_response(self, {"error": "bad_request", "reason": "body must be a JSON object"}, status=400)
+        event = {"type": "quota.refreshed", "occurred_at": body.get("occurred_at")}
+        event["event_id"] = body.get("event_id") or f"admin-refresh-{body.get('account_id') or 'all'}-{body.get('occurred_at')}"
+        if body.get("account_id") is not None:
+            event["account_id"] = body["account_id"]
+        decoded = decode_event(orjson.dumps(event), limits)
+        if isinstance(decoded, Rejection):
+            return json_response(self, {"error": "bad_request", "reason": decoded.reason.value,
+                                        "detail": decoded.detail}, status=400)
+        key = event["account_id"].encode("utf-8") if "account_id" in event else None
+        await plans_topic.send(key=key, value=orjson.dumps(event))
+        return json_response(self, {"published": event, "topic": plans_topic.get_topic_name()}, status=202)

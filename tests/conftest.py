@@ -41,8 +41,9 @@ def start_worker(kafka_bootstrap: str, namespace: Namespace, tmp_path: Path) -> 
     """Factory: start a real `tokenplan worker` subprocess in this test's namespace."""
     workers: list[WorkerProcess] = []
 
-    def start(*, name: str = "w0", partitions: int = 8, wait: bool = True) -> WorkerProcess:
-        worker = WorkerProcess(kafka_bootstrap, namespace, tmp_path / name, partitions=partitions).start()
+    def start(*, name: str = "w0", partitions: int = 8, wait: bool = True, env: dict[str, str] | None = None) -> WorkerProcess:
+        worker = WorkerProcess(kafka_bootstrap, namespace, tmp_path / name, partitions=partitions,
+                               extra_env=env or {}).start()
         workers.append(worker)
         if wait:
             worker.wait_healthy()
@@ -51,3 +52,18 @@ def start_worker(kafka_bootstrap: str, namespace: Namespace, tmp_path: Path) -> 
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture(scope="module")
+def ns() -> Namespace:
+    """A namespace shared by the tests of one module (with `worker`)."""
+    return Namespace()
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_bootstrap: str, ns: Namespace, tmp_path_factory) -> Iterator[WorkerProcess]:
+    """One worker for all tests of a module: scenarios on distinct accounts, one start-up."""
+    process = WorkerProcess(kafka_bootstrap, ns, tmp_path_factory.mktemp("module-worker")).start()
+    process.wait_healthy()
+    yield process
+    process.stop()

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from schemas import topics
 from streams.agents import stats
 from streams.agents.processor import Processor, change_instants
-from streams.agents.records import AccountRecord, LogPosition, Source
+from streams.agents.records import AccountRecord, LogPosition, source_of
 from streams.agents.status import expiry_index
 from streams.agents.store import TableStore
 from streams.app import accounts_table, app, catalog, ledger_inputs, limits, out_topics, partitions_table, settings
@@ -19,19 +19,6 @@ from streams.app import accounts_table, app, catalog, ledger_inputs, limits, out
 logger = logging.getLogger(__name__)
 processor = Processor(catalog, limits)
 CLOCK_TOPIC = settings.topic(topics.CLOCK)
-
-
-def source_of(headers) -> Source | None:
-    """The input topic/partition/offset the sequencer recorded in the headers."""
-    found = {name: value for name, value in (headers or [])}
-    try:
-        return Source(
-            found[topics.HEADER_SOURCE_TOPIC].decode(),
-            int(found[topics.HEADER_SOURCE_PARTITION]),
-            int(found[topics.HEADER_SOURCE_OFFSET]),
-        )
-    except (KeyError, ValueError):
-        return None
 
 
 class IndexedStore(TableStore):

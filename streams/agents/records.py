@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from schemas import topics
+
 from streams.ledger import AccountState, Limits, redact
 
 _Fragment = orjson.Fragment
@@ -31,6 +33,16 @@ class Source:
 
     def to_dict(self) -> dict[str, Any]:
         return {"topic": self.topic, "partition": self.partition, "offset": self.offset}
+
+
+def source_of(headers) -> Source | None:
+    """The input topic/partition/offset the sequencer recorded in a ledger-log record's headers."""
+    found = {name: value for name, value in (headers or ())}
+    try:
+        return Source(found[topics.HEADER_SOURCE_TOPIC].decode(), int(found[topics.HEADER_SOURCE_PARTITION]),
+                      int(found[topics.HEADER_SOURCE_OFFSET]))
+    except (KeyError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

@@ -85,34 +85,20 @@ def live_views(base_url: str, account_ids: list[str], as_of: datetime) -> dict[s
 
 async def status_accounts(settings) -> set[str]:
     """Account ids on the compacted quota-status topic (what gateways were told about)."""
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from schemas import topics
+    from streams.kafka_read import read_topic
 
-    topic = settings.topic(topics.QUOTA_STATUS)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers, group_id=None, enable_auto_commit=False)
-    await consumer.start()
+    seen: set[str] = set()
+
+    def note(message) -> None:
+        if message.key:
+            seen.add(message.key.decode("utf-8", "replace"))
+
     try:
-        consumer._client.add_topic(topic)  # partitions_for_topic reads the metadata cache
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in partitions]
-        if not assigned:
-            return set()
-        consumer.assign(assigned)
-        await consumer.seek_to_beginning(*assigned)
-        ends = await consumer.end_offsets(assigned)
-        seen: set[str] = set()
-        pending = {tp for tp in assigned if ends[tp] > 0}
-        while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=1000)
-            for tp, messages in batch.items():
-                seen.update(m.key.decode("utf-8", "replace") for m in messages if m.key and m.offset < ends[tp])
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
-        return seen
-    finally:
-        await consumer.stop()
+        await read_topic(settings.bootstrap_servers, settings.topic(topics.QUOTA_STATUS), note)
+    except LookupError:
+        return set()
+    return seen
 
 
 def run(args: argparse.Namespace) -> int:

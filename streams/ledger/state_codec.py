@@ -165,14 +165,7 @@ def state_to_json(state: "AccountState") -> bytes:
         "format": STATE_FORMAT_VERSION,
         "account_id": state.account_id,
         "packages": _Fragment(packages_json),
-        "refreshes": [instant_text(t) for t in state.refreshes],
-        "had_package": state.had_package,
-        "first_purchase_discount_used": state.first_purchase_discount_used,
-        "auto_renew_activated": state.auto_renew_activated,
-        "auto_renew_discount_used": state.auto_renew_discount_used,
-        "pruned_until": None if state.pruned_until is None else instant_text(state.pruned_until),
-        "first_valid_from": (None if state.first_valid_from is None
-                             else instant_text(state.first_valid_from)),
+        **_account_fields(state),
         "applied": _Fragment(state.applied.json_pairs()),
     })
 
@@ -194,20 +187,26 @@ def _package_from_dict(data: dict) -> Package:
     return package
 
 
-def state_to_dict(state: "AccountState") -> dict:
-    """Plain dict of str/int/bool/None/list/dict only."""
+def _account_fields(state: "AccountState") -> dict:
+    """The account-level fields, in the order both encoders write them (between packages and applied)."""
     return {
-        "format": STATE_FORMAT_VERSION,
-        "account_id": state.account_id,
-        "packages": [_package_to_dict(p) for p in state.packages],
         "refreshes": [instant_text(t) for t in state.refreshes],
         "had_package": state.had_package,
         "first_purchase_discount_used": state.first_purchase_discount_used,
         "auto_renew_activated": state.auto_renew_activated,
         "auto_renew_discount_used": state.auto_renew_discount_used,
         "pruned_until": None if state.pruned_until is None else instant_text(state.pruned_until),
-        "first_valid_from": (None if state.first_valid_from is None
-                             else instant_text(state.first_valid_from)),
+        "first_valid_from": None if state.first_valid_from is None else instant_text(state.first_valid_from),
+    }
+
+
+def state_to_dict(state: "AccountState") -> dict:
+    """Plain dict of str/int/bool/None/list/dict only."""
+    return {
+        "format": STATE_FORMAT_VERSION,
+        "account_id": state.account_id,
+        "packages": [_package_to_dict(p) for p in state.packages],
+        **_account_fields(state),
         "applied": list(map(list, state.applied.pairs())),
     }
 

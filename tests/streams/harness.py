@@ -38,6 +38,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def http_post(url: str, body: dict, headers: dict[str, str] | None = None, timeout_s: float = 5.0) -> tuple[int, dict]:
+    """(status, JSON body) of a POST with a JSON body; 4xx/5xx answers are returned, not raised."""
+    request = urllib.request.Request(url, data=orjson.dumps(body), method="POST",
+                                     headers={"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, orjson.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, orjson.loads(error.read() or b"{}")
+
+
 def http_get(url: str, timeout_s: float = 5.0) -> tuple[int, dict]:
     """(status, JSON body) of a GET; 5xx answers are returned, not raised."""
     try:
@@ -76,6 +87,7 @@ class WorkerProcess:
     web_port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     log_path: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -91,6 +103,7 @@ class WorkerProcess:
             TOKENPLAN_WEB_PORT=str(self.web_port),
             TOKENPLAN_DATA_DIR=str(self.data_dir),
         )
+        env.update(self.extra_env)
         return env
 
     def start(self) -> "WorkerProcess":

@@ -11,26 +11,13 @@ from hypothesis import strategies as st
 
 from streams.ledger import Rejection, decode_event
 from tests.streams import events as ev
-from tests.streams.harness import Namespace, WorkerProcess, http_get
+from tests.streams.harness import http_get
 from tests.streams.kafka_io import consume_json, produce, produce_records, recent_utc_day, wait_lookup
 
 pytestmark = pytest.mark.integration
 
 SECRET = "tp-Sup3rSecretKey0123456789"
 _runs = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def ns() -> Namespace:
-    return Namespace()
-
-
-@pytest.fixture(scope="module")
-def worker(kafka_bootstrap, ns, tmp_path_factory):
-    process = WorkerProcess(kafka_bootstrap, ns, tmp_path_factory.mktemp("fuzz-worker")).start()
-    process.wait_healthy()
-    yield process
-    process.stop()
 
 
 def valid_usage() -> dict:

@@ -13,29 +13,15 @@ import orjson
 import pytest
 
 from streams.agents.store import key_partition
+from streams.audit import VIEW_FIELDS
 from streams.config import Settings
 from streams.ledger import Ledger, load_catalog
 from tests.streams import events as ev
-from tests.streams.harness import Namespace, WorkerProcess
 from tests.streams.kafka_io import (consume_json, instant, lookup, produce, recent_utc_day, wait_for,
                                     wait_lookup)
 
 pytestmark = pytest.mark.integration
 
-VIEW_FIELDS = ("status", "tier", "period", "credits_limit", "credits_used", "credits_remaining", "valid_from", "valid_until")
-
-
-@pytest.fixture(scope="module")
-def ns() -> Namespace:
-    return Namespace()
-
-
-@pytest.fixture(scope="module")
-def worker(kafka_bootstrap, ns, tmp_path_factory):
-    process = WorkerProcess(kafka_bootstrap, ns, tmp_path_factory.mktemp("ledger-worker")).start()
-    process.wait_healthy()
-    yield process
-    process.stop()
 
 
 def accounts_on_every_partition(prefix: str, per_partition: int = 2, partitions: int = 8) -> list[str]:
