@@ -5,11 +5,12 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: help install run test kafka-start kafka-stop kafka-status clean
+.PHONY: help install run test bench kafka-start kafka-stop kafka-status clean
 
 help:
 	@echo "make run    - install, start local Kafka, the worker (http://127.0.0.1:6066) and the traffic simulator; Ctrl-C stops all"
 	@echo "make test   - install, start local Kafka if none answers, run unit + integration tests, stop what was started"
+	@echo "make bench  - the benchmark report (docs/benchmarks.md and docs/benchmarks.json); not part of make test"
 	@echo "make kafka-start|kafka-stop|kafka-status - the local broker alone (deploy/local-kafka)"
 
 $(STAMP): pyproject.toml
@@ -25,6 +26,9 @@ run: install
 
 test: install
 	bash deploy/run-tests
+
+bench: install
+	.venv/bin/tokenplan bench
 
 kafka-start:
 	deploy/local-kafka start

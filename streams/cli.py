@@ -17,6 +17,7 @@ SUBCOMMANDS: dict[str, str] = {
     "quote": "streams.commands.quote",
     "simulate": "streams.commands.simulate",
     "audit": "streams.commands.audit",
+    "bench": "streams.commands.bench",
 }
 
 

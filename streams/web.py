@@ -80,6 +80,7 @@ class AccountQuota(View):
         record = read_record(accounts_table, key, limits)
         body = status_view(record, as_of)
         body["account_id"] = account_id
+        body["served_by"] = settings.advertised_url  # the owner, also when the request was routed
         return json_response(self, body)
 
 

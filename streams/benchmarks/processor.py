@@ -15,52 +15,27 @@ import argparse
 import cProfile
 import hashlib
 import pstats
-import random
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import orjson
 
 from streams.agents.processor import DictStore, Processor
 from streams.agents.records import LogPosition, Source
+from streams.benchmarks.workload import generate as workload_generate
 from streams.ledger import Limits, load_catalog
 
-MODELS = ("mimo-v2.5", "mimo-v2-omni", "mimo-v2.5-tts")
-#: Share of usage events a gateway sends twice (a retry), sometimes much later.
-RETRY_SHARE = 0.05
 #: Fixed instants, so that `--digest` is reproducible: the purchases are two days
 #: before `NOW` (valid now, as a live worker would see them).
 NOW = datetime(2026, 6, 3, 12, 0, tzinfo=timezone.utc)
 DAY = datetime(2026, 6, 1, tzinfo=timezone.utc)
 
 
-def _stamp(instant: datetime) -> str:
-    return instant.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def generate(events: int, accounts: int, seed: int = 1, day: datetime = DAY) -> list[dict]:
     """Purchases for every account, then `events` usage events with retries, reproducibly."""
-    rng = random.Random(seed)
-    ids = [f"acc{i}" for i in range(accounts)]
-    plans = [{"type": "plan.purchased", "event_id": f"buy-{account_id}", "occurred_at": _stamp(day),
-              "account_id": account_id, "tier": "max", "period": "monthly", "currency": "USD",
-              "auto_renew": False} for account_id in ids]
-    usage = []
-    for index in range(events):
-        account_id = rng.choice(ids)
-        at = day + timedelta(hours=1, seconds=index)
-        usage.append({"type": "usage", "event_id": f"load-{seed}-{index}", "occurred_at": _stamp(at),
-                      "account_id": account_id, "model": rng.choice(MODELS),
-                      "input_cache_hit_tokens": rng.randint(0, 5000),
-                      "input_cache_miss_tokens": rng.randint(0, 2000),
-                      "output_tokens": rng.randint(0, 800), "key_id": f"key-{account_id}",
-                      "cluster": "sgp", "protocol": "anthropic"})
-    wire = list(usage)
-    for event in usage:
-        if rng.random() < RETRY_SHARE:
-            wire.insert(rng.randint(0, len(wire)), event)
-    return plans + wire
+    workload = workload_generate(events, [f"acc{i}" for i in range(accounts)], day, seed)
+    return workload.plans + workload.wire
 
 
 def run(raws: list[tuple[bytes, bytes]], now: datetime, digest=None) -> float:

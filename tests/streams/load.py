@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import orjson
 from aiokafka import AIOKafkaProducer
@@ -12,15 +11,12 @@ from aiokafka import AIOKafkaProducer
 from schemas.events import parse_instant
 from streams.config import Settings
 from streams.ledger import Ledger, load_catalog
-from tests.streams import events as ev
-
-#: Share of usage events a gateway sends twice (a retry), sometimes much later.
-RETRY_SHARE = 0.05
-
+from streams.benchmarks.workload import generate
 
 @dataclass
 class Load:
-    """`events` usage events over `accounts` accounts, with retries, from one seed."""
+    """`events` usage events over `accounts` accounts, with retries, from one seed
+    (streams.benchmarks.workload: the benchmarks' traffic)."""
 
     seed: int
     accounts: list[str]
@@ -31,18 +27,8 @@ class Load:
     sent: int = 0
 
     def __post_init__(self) -> None:
-        rng = random.Random(self.seed)
-        self.plans = [ev.purchase(account_id, self.day, tier="max") for account_id in self.accounts]
-        for index in range(self.events):
-            account_id = rng.choice(self.accounts)
-            at = self.day + timedelta(hours=1, seconds=index)
-            self.usage.append(ev.usage(account_id, at, model=rng.choice(["mimo-v2.5", "mimo-v2-omni", "mimo-v2.5-tts"]),
-                                       hit=rng.randint(0, 5000), miss=rng.randint(0, 2000), output=rng.randint(0, 800),
-                                       event_id=f"load-{self.seed}-{index}"))
-        self.wire = list(self.usage)
-        for event in self.usage:
-            if rng.random() < RETRY_SHARE:
-                self.wire.insert(rng.randint(0, len(self.wire)), event)
+        workload = generate(self.events, self.accounts, self.day, self.seed)
+        self.plans, self.usage, self.wire = workload.plans, workload.usage, workload.wire
 
     async def publish(self, bootstrap: str, topic: str, batch: int = 500, pause_s: float = 0.01) -> None:
         """Send the usage (retries included) in batches; `sent` tells how far it got."""

@@ -1,0 +1,37 @@
+"""The Markdown page of a `tokenplan bench` report (docs/benchmarks.md)."""
+from __future__ import annotations
+
+
+def render_markdown(report: dict) -> str:
+    m, base, pipe = report["machine"], report["baseline"], report["pipeline"]
+    stops, lookup = report["stop_service"], report["lookup"]
+    rf, rk = report["replay_file"], report["replay_kafka"]
+    stop_rows = "".join(_stop_rows(label, stop) for label, stop in stops.items())
+    return f"""# Benchmarks
+
+Last run: {report["started_at"]} to {report["finished_at"]}, `{report["command"]}`
+(the JSON of this run: `docs/benchmarks.json`).
+
+Machine: {m["cores"]} cores ({m["cpu"]}), {m["memory_gib"]} GiB, Python {m["python"]},
+Apache Kafka {m["kafka"]} (deploy/local-kafka, on the same machine as everything else).
+
+| measure | figure | target |
+|---|---|---|
+| baseline: raw aiokafka consume + produce one message per event | {base["events_per_s"]:,.0f} events/s (rounds: {", ".join(f"{x:,.0f}" for x in base["rounds_events_per_s"])}) | |
+| pipeline: worker (sequencer, ledger, tables, balance-changed) | {pipe["events_per_s"]:,.0f} events/s, **{pipe["ratio_to_baseline"]:.2f}x** the baseline | >= 0.5x, aim 0.8x |
+{stop_rows}| lookup, keys owned by the asked worker | p50 {lookup["local"]["p50_ms"]} ms, p99 {lookup["local"]["p99_ms"]} ms ({lookup["local"]["count"]:,} requests) | p99 <= 10 ms |
+| lookup, keys routed to the other worker | p50 {lookup["routed"]["p50_ms"]} ms, p99 {lookup["routed"]["p99_ms"]} ms ({lookup["routed"]["count"]:,} requests) | |
+| lookup throughput ({lookup["concurrency"]} concurrent clients) | {lookup["requests_per_s"]:,.0f} requests/s | |
+| replay from a file ({rf["events"]:,} events) | {rf["events_per_s"]:,.0f} events/s | 100,000 events/s |
+| replay from Kafka ({rk["events"]:,} events) | {rk["events_per_s"]:,.0f} events/s | |
+"""
+
+
+def _stop_rows(label: str, stop: dict) -> str:
+    note = "" if stop["sustained"] else " (load not sustained: stopped after consecutive timeouts)"
+    return (f"| stop service under {stop['background_rate_target']:,} events/s ({label}{note}): exhaust -> lookup "
+            f"`allowed: false` | p50 {stop['lookup']['p50_ms']} ms, p99 {stop['lookup']['p99_ms']} ms, "
+            f"max {stop['lookup']['max_ms']} ms over {stop['lookup']['count']} ({stop['timeouts']} timeouts of 10 s); "
+            f"worker applied {stop['worker_events_per_s_during']:,.0f} events/s | p99 <= 250 ms, aim 50 ms |\n"
+            f"| same: exhaust -> record on `quota-status` | p50 {stop['status_topic']['p50_ms']} ms, "
+            f"p99 {stop['status_topic']['p99_ms']} ms, max {stop['status_topic']['max_ms']} ms | |\n")
