@@ -58,8 +58,9 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def latency_summary(values_ms: list[float]) -> dict:
-    return {"count": len(values_ms), "p50_ms": round(percentile(values_ms, 0.5), 2),
-            "p99_ms": round(percentile(values_ms, 0.99), 2), "max_ms": round(max(values_ms), 2) if values_ms else None}
+    return {"count": len(values_ms), "p50_ms": round(percentile(values_ms, 0.5), 2) if values_ms else None,
+            "p99_ms": round(percentile(values_ms, 0.99), 2) if values_ms else None,
+            "max_ms": round(max(values_ms), 2) if values_ms else None}
 
 
 def recent_day() -> datetime:
@@ -419,7 +420,7 @@ async def live_sections(config: BenchConfig, log, sustainable_rate: int) -> dict
     second worker joined."""
     stop, workers = {}, []
     try:
-        for label, rate in (("target", config.load_rate), ("sustainable", sustainable_rate)):
+        for label, rate in (("target", config.load_rate), ("half the pipeline rate", sustainable_rate)):
             worker, ns, background = await start_loaded_worker(config, label)
             workers.append(worker)
             stop[label] = await stop_latency(config, worker, ns, background, rate, label)
