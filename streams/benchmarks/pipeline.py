@@ -220,7 +220,8 @@ async def stop_latency(config: BenchConfig, worker: WorkerProcess, ns: Namespace
     Stops early after STOP_TIMEOUTS_MAX consecutive timeouts: the worker cannot keep up
     with that load, and every later measurement would only time the backlog.
     """
-    victims = [f"victim-{label}-{index}" for index in range(config.exhaustions)]
+    slug = label.replace(" ", "-")
+    victims = [f"victim-{slug}-{index}" for index in range(config.exhaustions)]
     day = recent_day()
     await produce_all(config.bootstrap, ns.topic("plans"), [
         {"type": "plan.purchased", "event_id": f"buy-{v}", "occurred_at": stamp(day), "account_id": v, "tier": "lite",
