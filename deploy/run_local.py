@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
-"""`make run`: local broker + worker (+ traffic simulator once it exists), until Ctrl-C.
+"""`make run`: local broker + worker + traffic simulator, until Ctrl-C.
 
 Starts deploy/local-kafka unless a broker already answers, then `tokenplan worker`
-(HTTP on TOKENPLAN_WEB_PORT, default 6066), then `tokenplan simulate` if that command
-is available. Ctrl-C (or SIGTERM) stops the children in reverse order; a broker we
+(HTTP on TOKENPLAN_WEB_PORT, default 6066), then `tokenplan simulate`. Ctrl-C (or SIGTERM) stops the children in reverse order; a broker we
 started is stopped and its data removed, together with the worker's state directory,
 so the next `make run` starts clean.
 """
@@ -26,12 +25,6 @@ DATA_DIR = Path(os.environ.get("TOKENPLAN_DATA_DIR", REPO / ".data" / "run"))
 WORKER_READY_TIMEOUT_S = 90.0
 
 
-def broker_answers() -> bool:
-    host, _, port = BOOTSTRAP.split(",")[0].rpartition(":")
-    ready = subprocess.run([sys.executable, str(REPO / "deploy" / "kafka_ready.py"), host, port, "0"])
-    return ready.returncode == 0
-
-
 def wait_healthy(process: subprocess.Popen) -> None:
     deadline = time.monotonic() + WORKER_READY_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -47,44 +40,48 @@ def wait_healthy(process: subprocess.Popen) -> None:
     raise SystemExit(f"the worker did not become healthy within {WORKER_READY_TIMEOUT_S}s")
 
 
-def has_command(name: str) -> bool:
-    from streams.cli import SUBCOMMANDS
-
-    return name in SUBCOMMANDS
-
-
 def _terminate(_signum: int, _frame: object) -> None:
     """SIGTERM stops everything the same way Ctrl-C does."""
     raise KeyboardInterrupt
 
 
 def main() -> int:
+    from streams.localrun import local_broker
+
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, TOKENPLAN_DATA_DIR=str(DATA_DIR))
-    started_broker = False
-    children: list[subprocess.Popen] = []
     signal.signal(signal.SIGTERM, _terminate)
     try:
-        if not broker_answers():
-            subprocess.run([str(REPO / "deploy" / "local-kafka"), "start"], check=True, stdout=subprocess.DEVNULL)
-            started_broker = True
+        with local_broker(BOOTSTRAP) as started_broker:
+            try:
+                return run_children(env, started_broker)
+            finally:
+                if started_broker:  # the broker's data goes with it: drop the worker's state too
+                    shutil.rmtree(DATA_DIR, ignore_errors=True)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        print("make run: stopped", flush=True)
+
+
+def run_children(env: dict[str, str], started_broker: bool) -> int:
+    """Start the worker, then the simulator; wait until one exits or Ctrl-C; stop both."""
+    children: list[subprocess.Popen] = []
+    try:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
         worker = subprocess.Popen([str(VENV_BIN / "tokenplan"), "worker"], env=env)
         children.append(worker)
         wait_healthy(worker)
-        if has_command("simulate"):
-            children.append(subprocess.Popen([str(VENV_BIN / "tokenplan"), "simulate"], env=env))
+        children.append(subprocess.Popen([str(VENV_BIN / "tokenplan"), "simulate"], env=env))
         print(
             f"\nRunning:\n  Kafka       {BOOTSTRAP}{' (started by make run)' if started_broker else ' (already running)'}\n"
             f"  worker      http://127.0.0.1:{WEB_PORT}/health   state in {DATA_DIR}\n"
-            f"  simulator   {'tokenplan simulate' if len(children) > 1 else '(not available yet)'}\n"
+            "  simulator   tokenplan simulate\n"
             "Ctrl-C stops all of it.\n",
             flush=True,
         )
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         return 1
-    except KeyboardInterrupt:
-        return 0
     finally:
         for child in reversed(children):
             if child.poll() is None:
@@ -94,10 +91,6 @@ def main() -> int:
                 child.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 child.kill()
-        if started_broker:
-            subprocess.run([str(REPO / "deploy" / "local-kafka"), "stop"], check=False)
-            shutil.rmtree(DATA_DIR, ignore_errors=True)
-        print("make run: stopped", flush=True)
 
 
 if __name__ == "__main__":

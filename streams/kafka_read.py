@@ -6,7 +6,7 @@ order. No consumer group: nothing is committed, nothing live is touched.
 """
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 import time
 

@@ -5,6 +5,7 @@ KAFKA_BOOTSTRAP_SERVERS names), and each worker is a real `tokenplan worker` pro
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -14,6 +15,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +32,24 @@ def broker_reachable(bootstrap: str) -> bool:
     host, _, port = bootstrap.split(",")[0].rpartition(":")
     result = subprocess.run([sys.executable, str(KAFKA_READY), host, port, "0"], check=False)
     return result.returncode == 0
+
+
+@contextlib.contextmanager
+def local_broker(bootstrap: str) -> Iterator[bool]:
+    """Use the broker at `bootstrap`; start deploy/local-kafka on its port when none answers.
+
+    Yields whether it started one; a broker it started is stopped (data removed) on exit,
+    one that was already running is left alone.
+    """
+    if broker_reachable(bootstrap):
+        yield False
+        return
+    env = dict(os.environ, TOKENPLAN_KAFKA_PORT=bootstrap.split(",")[0].rpartition(":")[2])
+    subprocess.run([str(LOCAL_KAFKA), "start"], check=True, env=env, stdout=subprocess.DEVNULL)
+    try:
+        yield True
+    finally:
+        subprocess.run([str(LOCAL_KAFKA), "stop"], check=False, env=env)
 
 
 def free_port() -> int:

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.streams.harness import LOCAL_KAFKA, Namespace, WorkerProcess, broker_reachable
+from streams.localrun import Namespace, WorkerProcess, local_broker
 
 
 @pytest.fixture(scope="session")
@@ -19,16 +18,8 @@ def kafka_bootstrap() -> Iterator[str]:
     a broker that was already running is left alone.
     """
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    if broker_reachable(bootstrap):
+    with local_broker(bootstrap):
         yield bootstrap
-        return
-    port = bootstrap.split(",")[0].rpartition(":")[2]
-    env = dict(os.environ, TOKENPLAN_KAFKA_PORT=port)
-    subprocess.run([str(LOCAL_KAFKA), "start"], check=True, env=env, stdout=subprocess.DEVNULL)
-    try:
-        yield bootstrap
-    finally:
-        subprocess.run([str(LOCAL_KAFKA), "stop"], check=False, env=env)
 
 
 @pytest.fixture

@@ -24,10 +24,11 @@ CLOCK_TOPIC = settings.topic(topics.CLOCK)
 class IndexedStore(TableStore):
     """TableStore that tells the expiry index when an account's view will next change."""
 
+    now: datetime  # set by the agent: one clock reading per event
+
     def put(self, account_id: str, record: AccountRecord) -> None:
         super().put(account_id, record)
-        now = datetime.now(timezone.utc)
-        for instant in change_instants(record.state, now):
+        for instant in change_instants(record.state, self.now):
             expiry_index.note(self.partition, account_id, instant)
 
 
@@ -53,7 +54,7 @@ async def apply_ledger_log(stream) -> None:
     async for event in stream.events():
         message = event.message
         store = IndexedStore(accounts_table, partitions_table, message.partition, settings.partitions, limits)
-        now = datetime.now(timezone.utc)
+        now = store.now = datetime.now(timezone.utc)
         if message.topic == CLOCK_TOPIC:
             emitted = on_tick(store, now)
         else:

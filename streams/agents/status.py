@@ -32,9 +32,3 @@ async def forget_partition_caches(sender, revoked, **kwargs) -> None:
     """Partitions may move: drop cached records and rebuild the expiry index on the next tick."""
     clear_cache()
     expiry_index.clear()
-
-
-@app.on_rebalance_complete.connect
-async def forget_expiry_index(sender, **kwargs) -> None:
-    clear_cache()
-    expiry_index.clear()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -50,20 +49,11 @@ def config_from(args: argparse.Namespace, bootstrap: str):
 def run(args: argparse.Namespace) -> int:
     from streams.benchmarks.pipeline import run_all
     from streams.benchmarks.report import render_markdown
-    from streams.localrun import LOCAL_KAFKA, broker_reachable
+    from streams.localrun import local_broker
 
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
-    started = False
-    if not broker_reachable(bootstrap):
-        port = bootstrap.split(",")[0].rpartition(":")[2]
-        subprocess.run([str(LOCAL_KAFKA), "start"], check=True, env=dict(os.environ, TOKENPLAN_KAFKA_PORT=port))
-        started = True
-    try:
+    with local_broker(bootstrap):
         report = asyncio.run(run_all(config_from(args, bootstrap), lambda line: print(line, file=sys.stderr, flush=True)))
-    finally:
-        if started:
-            subprocess.run([str(LOCAL_KAFKA), "stop"], check=False,
-                           env=dict(os.environ, TOKENPLAN_KAFKA_PORT=bootstrap.split(",")[0].rpartition(":")[2]))
     report["command"] = "tokenplan bench " + " ".join(sys.argv[2:])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")

@@ -35,7 +35,7 @@ from schemas.events import (
 from schemas.outputs import BalanceChanged, PackageRef, QuotaExhausted, QuotaRestored
 from streams.ledger.catalog import Catalog, CatalogVersion
 from streams.ledger.dedupe import AppliedIds, fingerprint_bytes
-from streams.ledger.errors import LedgerInvariantError, invariant
+from streams.ledger.errors import LedgerInvariantError
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
 from streams.ledger.packages import Package, last_reset_for
 from streams.ledger.periods import period_end

@@ -6,7 +6,7 @@ must behave exactly like `s` (tested), and a malformed value raises ValueError.
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 

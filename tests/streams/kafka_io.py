@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from tests.streams.harness import Namespace, WorkerProcess, http_get
+from streams.localrun import Namespace, WorkerProcess, http_get
 
 
 def instant(value: datetime) -> str:

@@ -6,7 +6,7 @@ from datetime import timedelta
 import pytest
 
 from tests.streams import events as ev
-from tests.streams.harness import http_post
+from streams.localrun import http_post
 from tests.streams.kafka_io import instant, produce, recent_utc_day, wait_lookup
 
 pytestmark = pytest.mark.integration

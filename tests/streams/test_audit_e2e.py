@@ -13,7 +13,7 @@ import pytest
 
 from streams.ledger.catalog import load_catalog
 from tests.streams import events as ev
-from tests.streams.harness import REPO
+from streams.localrun import REPO
 from tests.streams.kafka_io import instant, produce, recent_utc_day, wait_lookup
 
 pytestmark = pytest.mark.integration

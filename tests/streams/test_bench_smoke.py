@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.streams.harness import REPO
+from streams.localrun import REPO
 
 pytestmark = pytest.mark.integration
 

@@ -22,7 +22,7 @@ from streams.audit import VIEW_FIELDS, compare
 from streams.config import Settings
 from streams.kafka_replay import replay_ledger_log
 from streams.ledger import load_catalog
-from tests.streams.harness import Namespace, http_get
+from streams.localrun import Namespace, http_get
 from tests.streams.kafka_io import instant, lookup, produce, recent_utc_day, wait_lookup
 from tests.streams.load import Load
 from tests.streams.test_ledger_e2e import accounts_on_every_partition
@@ -108,7 +108,7 @@ async def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(k
 
 async def test_broker_restart_mid_stream(namespace, start_worker, tmp_path):
     """A broker of our own (another port), stopped and started again under load."""
-    from tests.streams.harness import LOCAL_KAFKA, WorkerProcess, free_port
+    from streams.localrun import LOCAL_KAFKA, WorkerProcess, free_port
     import subprocess
 
     seed = fault_seed()

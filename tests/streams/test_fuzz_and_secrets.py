@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from streams.ledger import Rejection, decode_event
 from tests.streams import events as ev
-from tests.streams.harness import http_get
+from streams.localrun import http_get
 from tests.streams.kafka_io import consume_json, produce, produce_records, recent_utc_day, wait_lookup
 
 pytestmark = pytest.mark.integration

@@ -17,7 +17,7 @@ from streams.audit import VIEW_FIELDS
 from streams.config import Settings
 from streams.ledger import Ledger, load_catalog
 from tests.streams import events as ev
-from tests.streams.kafka_io import (consume_json, instant, lookup, produce, recent_utc_day, wait_for,
+from tests.streams.kafka_io import (consume_json, instant, lookup, produce, recent_utc_day,
                                     wait_lookup)
 
 pytestmark = pytest.mark.integration

@@ -7,7 +7,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from tests.streams.harness import http_get
+from streams.localrun import http_get
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.integration
 
 
 def both_running(*workers) -> bool:
-    from tests.streams.harness import http_get
+    from streams.localrun import http_get
 
     return all(http_get(f"{worker.url}/health")[0] == 200 for worker in workers)
 
