@@ -1,9 +1,11 @@
 """The floor of faust itself here: consume N pre-produced events with a bare agent.
 
-    python -m streams.benchmarks.faust_floor --mode none|table [--events 20000]
+    python -m streams.benchmarks.faust_floor --mode none|table|take|take-table [--events 20000]
 
 `none` only iterates `stream.events()`; `table` also writes a 2 KB value to a RocksDB
-table per event (a changelog message each), as the ledger does. Compare with the
+table per event (a changelog message each), as the ledger did before batching. `take`
+iterates `stream.take_events(--batch)`; `take-table` also writes each key touched in a
+batch once, in the context of that key's partition's last event (what the ledger does). Compare with the
 raw-client baseline of `tokenplan bench` to see what faust costs per event
 (docs/performance.md). Not a test.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import tempfile
@@ -20,7 +23,7 @@ import uuid
 import orjson
 
 
-async def preproduce(bootstrap: str, topic: str, events: int) -> None:
+async def preproduce(bootstrap: str, topic: str, events: int, keys: int) -> None:
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -30,7 +33,7 @@ async def preproduce(bootstrap: str, topic: str, events: int) -> None:
     await admin.close()
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
     await producer.start()
-    futures = [await producer.send(topic, orjson.dumps({"i": i, "pad": "x" * 200}), key=f"acc{i % 1000}".encode())
+    futures = [await producer.send(topic, orjson.dumps({"i": i, "pad": "x" * 200}), key=f"acc{i % keys}".encode())
                for i in range(events)]
     await asyncio.gather(*futures)
     await producer.stop()
@@ -38,14 +41,19 @@ async def preproduce(bootstrap: str, topic: str, events: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m streams.benchmarks.faust_floor", description=__doc__.splitlines()[0])
-    parser.add_argument("--mode", choices=["none", "table"], default="none")
+    parser.add_argument("--mode", choices=["none", "table", "take", "take-table"], default="none")
+    parser.add_argument("--batch", type=int, default=500, help="take_events batch size (take modes)")
+    parser.add_argument("--keys", type=int, default=1000, help="distinct message keys")
+    parser.add_argument("--value-bytes", type=int, default=2_000, help="size of each table value written")
     parser.add_argument("--events", type=int, default=20_000)
     args = parser.parse_args(argv)
     import faust
 
+    from streams.agents.batching import in_event_context
+
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
     name = f"floor-{uuid.uuid4().hex[:8]}"
-    asyncio.run(preproduce(bootstrap, f"{name}-in", args.events))
+    asyncio.run(preproduce(bootstrap, f"{name}-in", args.events, args.keys))
     app = faust.App(name, broker=f"kafka://{bootstrap}", store="rocksdb://", web_enabled=False,
                     datadir=tempfile.mkdtemp(prefix="faust-floor-"), key_serializer="raw", value_serializer="raw",
                     topic_partitions=8, consumer_auto_offset_reset="earliest")
@@ -53,18 +61,34 @@ def main(argv: list[str] | None = None) -> int:
     table = app.Table(f"{name}-t", partitions=8, key_type=bytes, value_type=bytes)
     state = {"n": 0, "began": 0.0}
 
+    value = b"x" * args.value_bytes
+
+    def count(n: int) -> None:
+        state["n"] += n
+        if state["n"] >= args.events:
+            rate = args.events / (time.monotonic() - state["began"])
+            print(f"faust floor, mode={args.mode}: {rate:.0f} events/s", file=sys.__stdout__, flush=True)
+            os._exit(0)
+
     @app.agent(source, concurrency=1)
     async def consume(stream) -> None:
-        async for event in stream.events():
+        logging.getLogger().setLevel(logging.WARNING)  # `app.main` leaves the root logger at DEBUG
+        if args.mode in ("none", "table"):
+            async for event in stream.events():
+                state["began"] = state["began"] or time.monotonic()
+                if args.mode == "table":
+                    table[event.message.key] = value
+                count(1)
+        async for batch in stream.take_events(args.batch, within=0.01):
             state["began"] = state["began"] or time.monotonic()
-            if args.mode == "table":
-                table[event.message.key] = event.message.value * 10
-            state["n"] += 1
-            if state["n"] == args.events:
-                print(f"faust floor, mode={args.mode}: {args.events / (time.monotonic() - state['began']):.0f} events/s",
-                      file=sys.__stdout__, flush=True)
-                os._exit(0)
-
+            if args.mode == "take-table":
+                last: dict[bytes, object] = {}
+                for event in batch:
+                    last[event.message.key] = event
+                for key, event in last.items():
+                    with in_event_context(event):
+                        table[key] = value
+            count(len(batch))
     sys.argv = [sys.argv[0], "worker", "-l", "warn"]
     app.main()
     return 0
