@@ -64,12 +64,10 @@ def declare_topic(short_name: str) -> faust.TopicT:
 
 usage_topic = declare_topic(topics.USAGE)
 plans_topic = declare_topic(topics.PLANS)
-ledger_log_topic = declare_topic(topics.LEDGER_LOG)
 clock_topic = declare_topic(topics.CLOCK)
 #: What the ledger agent consumes: the sequenced log and the clock ticks (co-partitioned).
 ledger_inputs = app.topic(settings.topic(topics.LEDGER_LOG), settings.topic(topics.CLOCK),
                           key_type=bytes, value_type=bytes)
-out_topics: dict[str, faust.TopicT] = {name: declare_topic(name) for name in topics.ALL_OUTPUTS}
 
 #: account_id (UTF-8 bytes) -> AccountRecord bytes; changelog partition = ledger-log partition.
 accounts_table = app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes)
@@ -87,6 +85,12 @@ def topic_specs() -> list[TopicSpec]:
     # faust's leader-election topic (one partition), so the first join finds it.
     specs.append(TopicSpec(f"{settings.app_id}-__assignor-__leader", 1))
     return specs
+
+
+def kafka_producer():
+    """The aiokafka producer faust started; the agents' `Outbox` sends record batches
+    through it (one producer per worker, the same idempotence and acks settings)."""
+    return app.producer._ensure_producer()
 
 
 # Register agents and web views on the app (they import `app` from here).

@@ -79,9 +79,23 @@ class Settings:
     status_scan_interval_ms: int = 1000
     #: TOKENPLAN_SEQUENCER_BATCH_MAX: events the sequencer forwards per batch (stream.take).
     sequencer_batch_max: int = 500
+    #: TOKENPLAN_LEDGER_BATCH_MAX: events the ledger applies per batch; each touched
+    #: account is written to its table once per batch.
+    ledger_batch_max: int = 500
+    #: TOKENPLAN_BATCH_WAIT_MS: how long an agent waits to fill a batch before it
+    #: processes what it has (each of the two hops adds up to this to a lone event).
+    batch_wait_ms: int = 5
 
     #: The core's limits (streams.ledger.limits), with overrides from the environment.
     limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        for name in ("partitions", "replication", "sequencer_batch_max", "ledger_batch_max",
+                     "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms"):
+            if getattr(self, name) < 1:
+                raise SystemExit(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_wait_ms < 0 or self.producer_linger_ms < 0:
+            raise SystemExit("batch_wait_ms and producer_linger_ms must not be negative")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -103,6 +117,8 @@ class Settings:
             admin_token=env.get("TOKENPLAN_ADMIN_TOKEN") or "",
             status_scan_interval_ms=_env_int(env, "TOKENPLAN_STATUS_SCAN_INTERVAL_MS", defaults.status_scan_interval_ms),
             sequencer_batch_max=_env_int(env, "TOKENPLAN_SEQUENCER_BATCH_MAX", defaults.sequencer_batch_max),
+            ledger_batch_max=_env_int(env, "TOKENPLAN_LEDGER_BATCH_MAX", defaults.ledger_batch_max),
+            batch_wait_ms=_env_int(env, "TOKENPLAN_BATCH_WAIT_MS", defaults.batch_wait_ms),
             limits=limits_from_env(env),
         )
 
@@ -119,6 +135,10 @@ class Settings:
     @property
     def producer_linger_s(self) -> float:
         return self.producer_linger_ms / 1000
+
+    @property
+    def batch_wait_s(self) -> float:
+        return self.batch_wait_ms / 1000
 
     @property
     def commit_interval_s(self) -> float:

@@ -10,11 +10,13 @@ from datetime import datetime, timezone
 
 from schemas import topics
 from streams.agents import stats
+from streams.agents.batching import in_event_context
+from streams.agents.outbox import Outbox
 from streams.agents.processor import Processor, change_instants
 from streams.agents.records import AccountRecord, LogPosition, source_of
 from streams.agents.status import expiry_index
-from streams.agents.store import TableStore
-from streams.app import accounts_table, app, catalog, ledger_inputs, limits, out_topics, partitions_table, settings
+from streams.agents.store import TableStore, mark_persisted
+from streams.app import accounts_table, app, catalog, kafka_producer, ledger_inputs, limits, partitions_table, settings
 
 logger = logging.getLogger(__name__)
 processor = Processor(catalog, limits)
@@ -24,7 +26,7 @@ CLOCK_TOPIC = settings.topic(topics.CLOCK)
 class IndexedStore(TableStore):
     """TableStore that tells the expiry index when an account's view will next change."""
 
-    now: datetime  # set by the agent: one clock reading per event
+    now: datetime  # set by the agent: one clock reading per batch
 
     def put(self, account_id: str, record: AccountRecord) -> None:
         super().put(account_id, record)
@@ -48,20 +50,46 @@ def on_tick(store: IndexedStore, now: datetime):
     return processor.tick(store, account_ids, now)
 
 
+def apply_event(event, store: IndexedStore, now: datetime) -> list:
+    """One ledger-log record or clock tick against its partition's store; what to publish."""
+    message = event.message
+    if message.topic == CLOCK_TOPIC:
+        return on_tick(store, now)
+    stats.count(message.topic)
+    return processor.process(
+        message.value if message.value is not None else b"", message.key,
+        LogPosition(message.partition, message.offset), source_of(message.headers), store, now,
+    )
+
+
 @app.agent(ledger_inputs, concurrency=1)
 async def apply_ledger_log(stream) -> None:
-    """One event at a time: table writes go to the changelog partition of the current event."""
-    async for event in stream.events():
-        message = event.message
-        store = IndexedStore(accounts_table, partitions_table, message.partition, settings.partitions, limits)
-        now = store.now = datetime.now(timezone.utc)
-        if message.topic == CLOCK_TOPIC:
-            emitted = on_tick(store, now)
-        else:
-            emitted = processor.process(
-                message.value if message.value is not None else b"", message.key,
-                LogPosition(message.partition, message.offset), source_of(message.headers), store, now,
-            )
-            stats.count(message.topic)
-        for emit in emitted:  # buffered; faust flushes the producer before committing offsets
-            out_topics[emit.topic].send_soon(key=emit.key, value=emit.value)
+    """Batches: apply every event in log order, then write each touched account once.
+
+    Nothing awaits until the batch's state is in the local stores, so no rebalance
+    interleaves with it. Its changelog and out-records are then sent and delivered
+    (`Outbox`) before the body returns and faust acks the batch's events, so a crash
+    anywhere in a batch redelivers it (a redelivered event is recognised by its
+    ledger-log offset). Each partition's writes run with that partition's last event as
+    faust's current event (RocksDB partition = changelog partition = event's).
+    """
+    outbox = Outbox(settings.partitions)
+    async for batch in stream.take_events(settings.ledger_batch_max, within=settings.batch_wait_s):
+        now = datetime.now(timezone.utc)  # one clock reading per batch (status views only)
+        stores: dict[int, IndexedStore] = {}
+        last_event = {}
+        for event in batch:
+            partition = event.message.partition
+            store = stores.get(partition)
+            if store is None:
+                store = stores[partition] = IndexedStore(accounts_table, partitions_table, partition,
+                                                         settings.partitions, limits)
+                store.now = now
+            last_event[partition] = event
+            for emit in apply_event(event, store, now):
+                outbox.add(settings.topic(emit.topic), emit.key, emit.value, None if emit.key else partition)
+        for partition, store in stores.items():
+            with in_event_context(last_event[partition]):
+                store.flush(outbox)
+        delivered = await outbox.send(kafka_producer())  # before faust acks the batch
+        mark_persisted((accounts_table, partitions_table), delivered)

@@ -19,9 +19,11 @@ import orjson
 
 from schemas import topics
 from streams.agents import stats
-from streams.app import app, ledger_log_topic, plans_topic, settings, usage_topic
+from streams.agents.outbox import Outbox
+from streams.app import app, kafka_producer, plans_topic, settings, usage_topic
 
 logger = logging.getLogger(__name__)
+LEDGER_LOG = settings.topic(topics.LEDGER_LOG)
 
 
 def routing_key(key: bytes | None, value: bytes) -> bytes | None:
@@ -47,7 +49,7 @@ def is_global_refresh(key: bytes | None, value: bytes) -> bool:
     return isinstance(payload, dict) and payload.get("type") == "quota.refreshed" and payload.get("account_id") is None
 
 
-def forward(event, broadcast_allowed: bool) -> None:
+def forward(event, broadcast_allowed: bool, outbox: Outbox) -> None:
     """Queue one input record for ledger-log (to every partition for a global refresh)."""
     message = event.message
     stats.count(message.topic)
@@ -59,29 +61,28 @@ def forward(event, broadcast_allowed: bool) -> None:
     ]
     if broadcast_allowed and is_global_refresh(message.key, value):
         for partition in range(settings.partitions):
-            ledger_log_topic.send_soon(key=None, value=value, partition=partition, headers=headers)
+            outbox.add(LEDGER_LOG, None, value, partition, headers)
         return
     key = routing_key(message.key, value)
     # Without any key the record stays on its input partition; the ledger dead-letters it.
-    partition = None if key else message.partition
-    ledger_log_topic.send_soon(key=key, value=value, partition=partition, headers=headers)
+    outbox.add(LEDGER_LOG, key, value, None if key else message.partition, headers)
 
 
-#: How long the sequencer waits to fill a batch (stream.take_events).
-BATCH_WAIT_S = 0.01
+async def sequence(stream, broadcast_allowed: bool) -> None:
+    """Batches (no table here, so mixing partitions in a batch is harmless). A batch's
+    records reach ledger-log (`Outbox.send` waits for Kafka) before faust acks it."""
+    outbox = Outbox(settings.partitions)
+    async for batch in stream.take_events(settings.sequencer_batch_max, within=settings.batch_wait_s):
+        for event in batch:
+            forward(event, broadcast_allowed, outbox)
+        await outbox.send(kafka_producer())
 
 
 @app.agent(usage_topic, concurrency=1)
 async def sequence_usage(stream) -> None:
-    """Batches (no table here, so mixing partitions in a batch is harmless); sends are
-    buffered and faust flushes them before it commits the input offsets."""
-    async for batch in stream.take_events(settings.sequencer_batch_max, within=BATCH_WAIT_S):
-        for event in batch:
-            forward(event, broadcast_allowed=False)
+    await sequence(stream, broadcast_allowed=False)
 
 
 @app.agent(plans_topic, concurrency=1)
 async def sequence_plans(stream) -> None:
-    async for batch in stream.take_events(settings.sequencer_batch_max, within=BATCH_WAIT_S):
-        for event in batch:
-            forward(event, broadcast_allowed=True)
+    await sequence(stream, broadcast_allowed=True)

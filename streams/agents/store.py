@@ -1,17 +1,27 @@
 """The faust-table PartitionStore: one partition's accounts and its partition record.
 
-Writes go through `table[key] = value`, so faust sends them to the changelog partition
-of the event being processed: the ledger-log partition, which is also the partition
-of every account key written here (the sequencer keys ledger-log by account_id).
+A put updates the decoded-record cache at once (lookups see it) and marks the key
+dirty; `flush` writes each dirty key once, so one batch of events costs one table write
+(RocksDB put + changelog record) per touched account. faust's RocksDB store picks the
+partition of a write from the *current* event, so the ledger agent flushes a
+partition's store with one of that partition's events as current
+(`streams.agents.batching.in_event_context`); the changelog record goes to the same
+partition: the ledger-log partition, which is also the partition of every account key
+written here (the sequencer keys ledger-log by account_id).
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
 
 from aiokafka.partitioner import murmur2
+from faust.types import TP
 
 from streams.agents.records import AccountRecord, PartitionRecord
 from streams.ledger import Limits
+
+if TYPE_CHECKING:
+    from streams.agents.outbox import Outbox
 
 
 def key_partition(key: bytes, partitions: int) -> int:
@@ -30,6 +40,25 @@ _records: dict[bytes, AccountRecord] = {}
 #: Decoded partition records (the same reasoning: only the owner writes them), read on
 #: every event for its global refreshes. Never changed in place: a change puts a new one.
 _partition_records: dict[bytes, PartitionRecord] = {}
+
+
+def _write(table, key: bytes, value: bytes, partition: int, outbox: Outbox) -> None:
+    table.data[key] = value  # the local store only: faust's Table.__setitem__ would also send
+    outbox.add(table.changelog_topic.get_topic_name(), key, value, partition)
+
+
+def mark_persisted(tables, delivered: dict[tuple[str, int], int]) -> None:
+    """Tell each table's store the changelog offset its local data now includes.
+
+    faust keeps this offset in RocksDB so that a restart only reads the changelog past
+    it; recording it only after Kafka acknowledged the write keeps it from running ahead
+    of the changelog (a lower offset only means a longer recovery).
+    """
+    for table in tables:
+        topic = table.changelog_topic.get_topic_name()
+        for (delivered_topic, partition), offset in delivered.items():
+            if delivered_topic == topic:
+                table.data.set_persisted_offset(TP(topic, partition), offset)
 
 
 def clear_cache() -> None:
@@ -57,14 +86,36 @@ class TableStore:
         self.partition = partition
         self.partitions = partitions
         self.limits = limits
+        self._dirty: dict[bytes, AccountRecord] = {}
+        self._dirty_partition: PartitionRecord | None = None
 
     def get(self, account_id: str) -> AccountRecord | None:
         return read_record(self.accounts, account_id.encode("utf-8"), self.limits)
 
     def put(self, account_id: str, record: AccountRecord) -> None:
         key = account_id.encode("utf-8")
-        self.accounts[key] = record.to_bytes()
+        self._dirty[key] = record
         _records[key] = record
+
+    def flush(self, outbox: Outbox) -> int:
+        """Write every record put since the last flush, once each; the number written.
+
+        Each goes to the table's local RocksDB store and, through `outbox`, to the
+        table's changelog partition: what faust's `table[key] = value` does, without
+        its per-write producer machinery (see `streams.agents.outbox`). The caller sends
+        the outbox, then calls `mark_persisted`. Must run with an event of this store's
+        partition as faust's current event (RocksDB picks its partition from it).
+        """
+        written = len(self._dirty)
+        for key, record in self._dirty.items():
+            _write(self.accounts, key, record.to_bytes(), self.partition, outbox)
+        self._dirty.clear()
+        if self._dirty_partition is not None:
+            _write(self.partitions_table, partition_key(self.partition), self._dirty_partition.to_bytes(),
+                   self.partition, outbox)
+            self._dirty_partition = None
+            written += 1
+        return written
 
     def account_ids(self) -> Iterable[str]:
         return list(self._own_keys())
@@ -84,6 +135,5 @@ class TableStore:
         return record
 
     def put_partition(self, record: PartitionRecord) -> None:
-        key = partition_key(self.partition)
-        self.partitions_table[key] = record.to_bytes()
-        _partition_records[key] = record
+        self._dirty_partition = record
+        _partition_records[partition_key(self.partition)] = record
