@@ -62,7 +62,6 @@ def declare_topic(short_name: str) -> faust.TopicT:
     )
 
 
-usage_topic = declare_topic(topics.USAGE)
 plans_topic = declare_topic(topics.PLANS)
 clock_topic = declare_topic(topics.CLOCK)
 #: What the ledger agent consumes: the sequenced log and the clock ticks (co-partitioned).
