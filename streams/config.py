@@ -86,6 +86,9 @@ class Settings:
     #: processes what it has (each of the two hops adds up to this to a lone event).
     batch_wait_ms: int = 5
 
+    #: TOKENPLAN_EVENT_LOOP: `uvloop` (libuv; less CPU per callback) or `asyncio`.
+    event_loop: str = "uvloop"
+
     #: The core's limits (streams.ledger.limits), with overrides from the environment.
     limits: Limits = field(default_factory=Limits)
 
@@ -94,6 +97,8 @@ class Settings:
                      "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise SystemExit(f"event_loop must be uvloop or asyncio, got {self.event_loop!r}")
         if self.batch_wait_ms < 0 or self.producer_linger_ms < 0:
             raise SystemExit("batch_wait_ms and producer_linger_ms must not be negative")
 
@@ -119,6 +124,7 @@ class Settings:
             sequencer_batch_max=_env_int(env, "TOKENPLAN_SEQUENCER_BATCH_MAX", defaults.sequencer_batch_max),
             ledger_batch_max=_env_int(env, "TOKENPLAN_LEDGER_BATCH_MAX", defaults.ledger_batch_max),
             batch_wait_ms=_env_int(env, "TOKENPLAN_BATCH_WAIT_MS", defaults.batch_wait_ms),
+            event_loop=env.get("TOKENPLAN_EVENT_LOOP") or defaults.event_loop,
             limits=limits_from_env(env),
         )
 

@@ -91,5 +91,5 @@ async def apply_ledger_log(stream) -> None:
         for partition, store in stores.items():
             with in_event_context(last_event[partition]):
                 store.flush(outbox)
-        delivered = await outbox.send(kafka_producer())  # before faust acks the batch
+        delivered = await outbox.deliver(kafka_producer())  # before faust acks the batch
         mark_persisted((accounts_table, partitions_table), delivered)

@@ -3,9 +3,9 @@
 Why not faust's `topic.send_soon`: it costs ~0.15 ms of CPU per message (a
 FutureMessage, the producer buffer task, aiokafka's per-message future and callbacks),
 which made sends the largest single cost of the worker. aiokafka's `send_batch` takes a
-whole record batch for one future. The agents collect a batch's records here and
-`await send(...)` before the batch's events are acked, so a crash before delivery
-redelivers the events: at least once, as before.
+whole record batch for one future. The agents collect a batch's records here and wait
+until Kafka has them (`send`, or `deliver` which retries) before the batch's events are
+acked or committed, so a crash before delivery redelivers the events: at least once.
 
 Partitions are chosen here with Kafka's default (murmur2) partitioner on the key, the
 partition every consumer and lookup expects; an unkeyed record goes to the partition
@@ -14,10 +14,14 @@ the caller names (its source event's).
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
+
+from aiokafka.errors import KafkaError
 
 from streams.agents.store import key_partition
 
+logger = logging.getLogger(__name__)
 Headers = Sequence[tuple[str, bytes]]
 
 
@@ -43,8 +47,9 @@ class Outbox:
     async def send(self, producer) -> dict[tuple[str, int], int]:
         """Send everything queued to an aiokafka producer and wait until Kafka has it all.
 
-        Returns the offset of the last record written to each (topic, partition). Raises
-        what the producer raises (the batch is then redelivered); empties the box.
+        Returns the offset of the last record written to each (topic, partition) and
+        empties the box. Raises what the producer raises, keeping the records (a retry
+        sends them all again: Kafka may then hold some twice, which is at least once).
         """
         pending = []  # (topic, partition, records in the batch, delivery future)
         for (topic, partition), records in self._records.items():
@@ -58,9 +63,24 @@ class Outbox:
             if batch.record_count():
                 pending.append((topic, partition, batch.record_count(),
                                 await producer.send_batch(batch, topic, partition=partition)))
-        self._records.clear()
         delivered = await asyncio.gather(*(future for *_, future in pending))
+        self._records.clear()
         last: dict[tuple[str, int], int] = {}
         for (topic, partition, count, _), metadata in zip(pending, delivered):
             last[(topic, partition)] = max(last.get((topic, partition), -1), metadata.offset + count - 1)
         return last
+
+    async def deliver(self, producer, retry_backoff_s: float = 1.0) -> dict[tuple[str, int], int]:
+        """`send` until Kafka has everything, however long the broker is away.
+
+        Why not raise: the caller has already applied the batch to its state, and a faust
+        agent that raises has its batch acked anyway (faust-streaming #527), so the
+        records must leave before the caller returns. Cancellation (shutdown) still ends it.
+        """
+        while True:
+            try:
+                return await self.send(producer)
+            except KafkaError as error:
+                logger.warning("outbox: %d records not delivered (%r); retrying in %.1fs",
+                               len(self), error, retry_backoff_s)
+                await asyncio.sleep(retry_backoff_s)

@@ -281,6 +281,18 @@ async def stop_latency(config: BenchConfig, worker: WorkerProcess, ns: Namespace
             "lookup": latency_summary(lookup_ms), "status_topic": latency_summary(status_ms), "timeouts": timeouts}
 
 
+async def wait_caught_up(worker: WorkerProcess, ns: Namespace, timeout_s: float = 300.0) -> None:
+    """Until the worker's ledger-log count stops moving for 2 s (its backlog is applied)."""
+    deadline, last, still_since = time.monotonic() + timeout_s, -1, time.monotonic()
+    while time.monotonic() < deadline:
+        now_consumed = consumed(worker, ns)
+        if now_consumed != last:
+            last, still_since = now_consumed, time.monotonic()
+        elif time.monotonic() - still_since >= 2.0:
+            return
+        await asyncio.sleep(0.25)
+
+
 def consumed(worker: WorkerProcess, ns: Namespace) -> int:
     return http_get(f"{worker.url}/health")[1].get("consumed", {}).get(ns.topic("ledger-log"), 0)
 
@@ -442,6 +454,7 @@ async def live_sections(config: BenchConfig, log, sustainable_rate: int) -> dict
         second.wait_healthy(timeout_s=120)
         await asyncio.sleep(3.0)
         worker.wait_healthy(timeout_s=120)
+        await wait_caught_up(worker, ns)  # lookups measured on an idle worker, not behind a backlog
         lookup = await lookup_latency(config, [worker, second], background)
         log(f"lookup: local p99 {lookup['local']['p99_ms']} ms, routed p99 {lookup['routed']['p99_ms']} ms, "
             f"{lookup['requests_per_s']:,.0f} req/s")

@@ -36,6 +36,10 @@ def run(args: argparse.Namespace) -> int:
     except Exception as error:  # the broker is unreachable or refuses: say so, plainly
         print(f"tokenplan worker: cannot prepare topics on {settings.bootstrap_servers}: {error!r}", file=sys.stderr)
         return 2
+    if settings.event_loop == "uvloop":
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())  # faust's loop and its consumer thread's
     worker = Worker(app, loglevel=args.loglevel)
     worker.execute_from_commandline()
     return 0

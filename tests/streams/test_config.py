@@ -41,3 +41,10 @@ def test_batch_settings_have_defaults_and_refuse_nonsense():
         Settings.from_env({"TOKENPLAN_LEDGER_BATCH_MAX": "0"})
     with pytest.raises(SystemExit, match="must not be negative"):
         Settings.from_env({"TOKENPLAN_BATCH_WAIT_MS": "-1"})
+
+
+def test_event_loop_is_uvloop_unless_asked_otherwise():
+    assert Settings.from_env({}).event_loop == "uvloop"
+    assert Settings.from_env({"TOKENPLAN_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+    with pytest.raises(SystemExit, match="event_loop must be uvloop or asyncio"):
+        Settings.from_env({"TOKENPLAN_EVENT_LOOP": "trio"})

@@ -69,15 +69,16 @@ async def assert_balances_proven(kafka_bootstrap: str, ns: Namespace, worker, lo
         if pending:
             await asyncio.sleep(1.0)
     print(f"  caught up with the produced events in {time.monotonic() - deadline + CATCH_UP_TIMEOUT_S:.1f}s", flush=True)
-    if pending:
+    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TOKENPLAN_TOPIC_PREFIX": ns.topic_prefix})
+    replay = await replay_ledger_log(settings, load_catalog(), settings.limits, parse_instant(as_of))
+    replayed = replay.result(parse_instant(as_of))["accounts"]
+    if pending:  # the replay says which hop lost it: the ledger-log (sequencer) or the live state (ledger)
         account_id = next(iter(pending))
         _status, body = lookup(worker, account_id, as_of)
         pytest.fail(f"seed {seed}: {len(pending)} accounts differ from the produced events after "
                     f"{CATCH_UP_TIMEOUT_S}s, e.g. {account_id}: live used {body.get('credits_used')} "
-                    f"expected {expected[account_id]['credits_used']}")
-    settings = Settings.from_env({"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TOKENPLAN_TOPIC_PREFIX": ns.topic_prefix})
-    replay = await replay_ledger_log(settings, load_catalog(), settings.limits, parse_instant(as_of))
-    replayed = replay.result(parse_instant(as_of))["accounts"]
+                    f"expected {expected[account_id]['credits_used']}, "
+                    f"ledger-log replay {replayed.get(account_id, {}).get('credits_used')}")
     report = compare({a: replayed[a] for a in expected}, live, replay.result(parse_instant(as_of))["log_end_offsets"])
     assert report.ok, f"seed {seed}: live differs from the ledger-log replay: {[d.to_dict() for d in report.diffs[:3]]}"
     assert report.equal == len(expected)
