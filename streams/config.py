@@ -87,7 +87,7 @@ class Settings:
     batch_wait_ms: int = 5
 
     #: TOKENPLAN_EVENT_LOOP: `uvloop` (libuv; less CPU per callback) or `asyncio`.
-    event_loop: str = "uvloop"
+    event_loop: str = "asyncio"
 
     #: The core's limits (streams.ledger.limits), with overrides from the environment.
     limits: Limits = field(default_factory=Limits)

@@ -43,8 +43,8 @@ def test_batch_settings_have_defaults_and_refuse_nonsense():
         Settings.from_env({"TOKENPLAN_BATCH_WAIT_MS": "-1"})
 
 
-def test_event_loop_is_uvloop_unless_asked_otherwise():
-    assert Settings.from_env({}).event_loop == "uvloop"
-    assert Settings.from_env({"TOKENPLAN_EVENT_LOOP": "asyncio"}).event_loop == "asyncio"
+def test_event_loop_is_asyncio_unless_uvloop_is_asked_for():
+    assert Settings.from_env({}).event_loop == "asyncio"
+    assert Settings.from_env({"TOKENPLAN_EVENT_LOOP": "uvloop"}).event_loop == "uvloop"
     with pytest.raises(SystemExit, match="event_loop must be uvloop or asyncio"):
         Settings.from_env({"TOKENPLAN_EVENT_LOOP": "trio"})
