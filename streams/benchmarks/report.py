@@ -23,7 +23,7 @@ Apache Kafka {m["kafka"]} (deploy/local-kafka, on the same machine as everything
 {stop_rows}| lookup, keys owned by the asked worker | p50 {lookup["local"]["p50_ms"]} ms, p99 {lookup["local"]["p99_ms"]} ms ({lookup["local"]["count"]:,} requests) | p99 <= 10 ms |
 | lookup, keys routed to the other worker | p50 {lookup["routed"]["p50_ms"]} ms, p99 {lookup["routed"]["p99_ms"]} ms ({lookup["routed"]["count"]:,} requests) | |
 | lookup throughput ({lookup["concurrency"]} concurrent clients) | {lookup["requests_per_s"]:,.0f} requests/s | |
-| replay from a file ({rf["events"]:,} events) | {rf["events_per_s"]:,.0f} events/s | 100,000 events/s |
+{_light_row(report.get("lookup_light"))}| replay from a file ({rf["events"]:,} events) | {rf["events_per_s"]:,.0f} events/s | 100,000 events/s |
 | replay from Kafka ({rk["events"]:,} events) | {rk["events_per_s"]:,.0f} events/s | |
 """
 
@@ -36,6 +36,14 @@ def _stop_rows(label: str, stop: dict) -> str:
             f"worker applied {stop['worker_events_per_s_during']:,.0f} events/s | p99 <= 250 ms, aim 50 ms |\n"
             f"| same: exhaust -> record on `quota-status` | p50 {_ms(stop['status_topic']['p50_ms'])}, "
             f"p99 {_ms(stop['status_topic']['p99_ms'])}, max {_ms(stop['status_topic']['max_ms'])} | |\n")
+
+
+def _light_row(light: dict | None) -> str:
+    if light is None:
+        return ""
+    return (f"| lookup with {light['concurrency']} concurrent clients: owned keys / routed keys | "
+            f"p50 {light['local']['p50_ms']} ms, p99 {light['local']['p99_ms']} ms / p50 {light['routed']['p50_ms']} ms, "
+            f"p99 {light['routed']['p99_ms']} ms; {light['requests_per_s']:,.0f} requests/s | p99 <= 10 ms (owned) |\n")
 
 
 def _ms(value) -> str:

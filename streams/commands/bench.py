@@ -71,6 +71,6 @@ def run(args: argparse.Namespace) -> int:
         print("tokenplan bench: not every section ran; no Markdown report written", file=sys.stderr)
     elif markdown:
         Path(markdown).write_text(render_markdown(report))
-    print(orjson.dumps({k: report[k] for k in ("baseline", "pipeline", "stop_service", "lookup", "replay_file",
+    print(orjson.dumps({k: report[k] for k in ("baseline", "pipeline", "stop_service", "lookup", "lookup_light", "replay_file",
                                                "replay_kafka") if k in report}).decode())
     return 0
