@@ -15,7 +15,7 @@ from streams.agents.outbox import Outbox
 from streams.agents.processor import Processor, change_instants
 from streams.agents.records import AccountRecord, LogPosition, source_of
 from streams.agents.status import expiry_index
-from streams.agents.store import TableStore, mark_persisted
+from streams.agents.store import TableStore, check_position, mark_persisted
 from streams.app import accounts_table, app, catalog, kafka_producer, ledger_inputs, limits, partitions_table, settings
 
 logger = logging.getLogger(__name__)
@@ -56,6 +56,11 @@ def apply_event(event, store: IndexedStore, now: datetime) -> list:
     if message.topic == CLOCK_TOPIC:
         return on_tick(store, now)
     stats.count(message.topic)
+    expected = check_position(message.partition, message.offset)
+    if expected is not None:
+        logger.warning("ledger-log partition %d: applying offset %d where %d was expected (%s)",
+                       message.partition, message.offset, expected,
+                       "a gap: records skipped" if message.offset > expected else "a rewind: records again")
     return processor.process(
         message.value if message.value is not None else b"", message.key,
         LogPosition(message.partition, message.offset), source_of(message.headers), store, now,

@@ -61,9 +61,23 @@ def mark_persisted(tables, delivered: dict[tuple[str, int], int]) -> None:
                 table.data.set_persisted_offset(TP(topic, partition), offset)
 
 
+#: The next ledger-log offset expected per partition since the last rebalance. Offsets
+#: of ledger-log are contiguous (no transactions, no compaction), so anything else
+#: means faust delivered out of order or skipped records: logged, never hidden.
+_next_offsets: dict[int, int] = {}
+
+
+def check_position(partition: int, offset: int) -> int | None:
+    """Note that `offset` of `partition` is being applied; the expected offset when it differs."""
+    expected = _next_offsets.get(partition)
+    _next_offsets[partition] = offset + 1
+    return None if expected is None or expected == offset else expected
+
+
 def clear_cache() -> None:
     _records.clear()
     _partition_records.clear()
+    _next_offsets.clear()
 
 
 def read_record(accounts, key: bytes, limits: Limits) -> AccountRecord | None:
