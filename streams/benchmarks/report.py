@@ -20,8 +20,8 @@ Apache Kafka {m["kafka"]} (deploy/local-kafka, on the same machine as everything
 |---|---|---|
 | baseline: raw aiokafka consume + produce one message per event | {base["events_per_s"]:,.0f} events/s (rounds: {", ".join(f"{x:,.0f}" for x in base["rounds_events_per_s"])}) | |
 | pipeline: worker (sequencer, ledger, tables, balance-changed) | {pipe["events_per_s"]:,.0f} events/s, **{pipe["ratio_to_baseline"]:.2f}x** the baseline | >= 0.5x, aim 0.8x |
-{stop_rows}| lookup, keys owned by the asked worker | p50 {lookup["local"]["p50_ms"]} ms, p99 {lookup["local"]["p99_ms"]} ms ({lookup["local"]["count"]:,} requests) | p99 <= 10 ms |
-| lookup, keys routed to the other worker | p50 {lookup["routed"]["p50_ms"]} ms, p99 {lookup["routed"]["p99_ms"]} ms ({lookup["routed"]["count"]:,} requests) | |
+{stop_rows}| lookup, {lookup["concurrency"]} concurrent clients, keys owned by the asked worker | p50 {lookup["local"]["p50_ms"]} ms, p99 {lookup["local"]["p99_ms"]} ms ({lookup["local"]["count"]:,} requests) | p99 <= 10 ms |
+| lookup, {lookup["concurrency"]} concurrent clients, keys routed to the other worker | p50 {lookup["routed"]["p50_ms"]} ms, p99 {lookup["routed"]["p99_ms"]} ms ({lookup["routed"]["count"]:,} requests) | |
 | lookup throughput ({lookup["concurrency"]} concurrent clients) | {lookup["requests_per_s"]:,.0f} requests/s | |
 {_light_row(report.get("lookup_light"))}| replay from a file ({rf["events"]:,} events) | {rf["events_per_s"]:,.0f} events/s | 100,000 events/s |
 | replay from Kafka ({rk["events"]:,} events) | {rk["events_per_s"]:,.0f} events/s | |
