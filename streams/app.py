@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import faust
 
+from streams import faust_fixes
+
 from schemas import topics
 from streams.config import Settings
 from streams.ledger import load_catalog
@@ -44,6 +46,7 @@ def create_app(config: Settings) -> faust.App:
     )
 
 
+faust_fixes.apply()  # before the app's consumer exists: faust-streaming #606
 app = create_app(settings)
 
 
