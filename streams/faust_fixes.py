@@ -1,16 +1,19 @@
 """A fix to faust-streaming 0.15.3 that the ledger's guarantees depend on.
 
 faust-streaming #606 (fix proposed in PR #707, not released): `Consumer._new_offset`
-decides the offset to commit from the acked offsets, and its guard against a gap at the
-head of the acked offsets is off by one: with committed offset 100 and acked offsets
-101, 102 it commits 103, past offset 100, which was never acked (still in flight, or
-skipped by faust during a rebalance). After a restart offset 100 is never read again:
-a usage event is lost. The guide's "concurrency 1" avoids one way to get there, not all.
+decides the offset to commit from the acked offsets. Its guard against a hole at the
+head of the acked offsets lets exactly one missing offset through, on purpose: faust's
+gap bookkeeping never records the committed offset itself as a gap (after a seek the
+"last read" offset is set to the committed one), so a head hole of one is how a
+record that Kafka no longer has (retention, compaction) looks. But it is also how a
+record that *was* delivered and is still being processed looks: with committed offset
+100, offset 100 in flight and 101, 102 acked, faust commits 103, and after a restart
+offset 100 is never read again. The guide's "concurrency 1" avoids one way to get
+there, not all (an event still in a take buffer while later ones were acked, say).
 
-`apply()` replaces the method with the same computation and a strict guard: nothing is
-committed while the lowest acked offset is above the committed one. Offsets that are
-legitimately missing (compaction, transaction markers, retention) are recorded by faust
-as gaps and merged in before the guard, exactly as in the original.
+`apply()` keeps faust's computation and adds PR #707's cap: never commit past the
+lowest offset of a message that was delivered to a stream and is not acked yet. A hole
+Kafka made (never delivered, so never in flight) is still committed over, as before.
 """
 from __future__ import annotations
 
@@ -25,29 +28,29 @@ FAUST_VERSION_FIXED = "0.15.3"
 ORIGINAL_NEW_OFFSET = Consumer._new_offset
 
 
+def in_flight_offset(consumer, tp: TP) -> Optional[int]:
+    """The lowest offset of `tp` delivered to a stream and not acked yet, if any."""
+    offsets = [message.offset for message in list(consumer._unacked_messages)
+               if message.tp == tp and not message.acked]
+    return min(offsets) if offsets else None
+
+
 def new_offset(self, tp: TP) -> Optional[int]:
-    """The offset to commit for `tp`: one past the acked run that starts at the committed offset."""
+    """faust's `_new_offset`, capped at the lowest offset still in flight."""
     acked = self._acked[tp]
-    if not acked:
-        return None
-    max_offset = max(acked)
-    gap_for_tp = self._gap[tp]
-    if gap_for_tp:  # offsets Kafka will never deliver count as acked (as in faust)
-        candidates = sorted(gap_for_tp.overlap(0, max_offset), key=lambda interval: interval.begin)
-        if candidates:
-            filled: list[int] = []
-            for interval in candidates:
-                filled.extend(range(interval.begin, interval.end))
-            acked.extend(filled)
-            gap_for_tp.chop(0, max(filled[-1], max_offset + 1))
-    acked.sort()
-    committed = self._committed_offset[tp]
-    if committed is not None and acked[0] > committed:
-        return None  # the fix: offset `committed` is not acked yet, so nothing past it is committed
-    batch = next(consecutive_numbers(acked))
-    acked[: len(batch)] = []
-    self._acked_index[tp].difference_update(batch)
-    return batch[-1] + 1
+    in_flight = in_flight_offset(self, tp) if acked else None
+    if in_flight is not None and acked and min(acked) > in_flight:
+        return None  # everything acked lies beyond a message still being processed
+    offset = ORIGINAL_NEW_OFFSET(self, tp)
+    if offset is None or in_flight is None or offset <= in_flight:
+        return offset
+    # The acked run passes an in-flight offset: commit up to it, and give the acked
+    # offsets past it back, so that a later commit takes them when it is acked.
+    returned = [o for o in range(in_flight + 1, offset)]
+    self._acked[tp].extend(returned)
+    self._acked[tp].sort()
+    self._acked_index[tp].update(returned)
+    return in_flight
 
 
 def apply() -> None:

@@ -71,14 +71,17 @@ def apply_event(event, store: IndexedStore, now: datetime) -> list:
 async def apply_ledger_log(stream) -> None:
     """Batches: apply every event in log order, then write each touched account once.
 
-    Nothing awaits until the batch's state is in the local stores, so no rebalance
-    interleaves with it. Its changelog and out-records are then sent and delivered
-    (`Outbox`) before the body returns and faust acks the batch's events, so a crash
-    anywhere in a batch redelivers it (a redelivered event is recognised by its
-    ledger-log offset). Each partition's writes run with that partition's last event as
-    faust's current event (RocksDB partition = changelog partition = event's).
+    Nothing awaits until the batch is applied to the cached records. Its out-records are
+    then delivered (`Outbox`), then its changelog records; only then are the records
+    written to the local RocksDB stores, and only after this body returns does faust ack
+    the batch's events. A crash anywhere in a batch redelivers it: until its changelog
+    is delivered nothing of its state is anywhere, so it is applied again and its facts
+    published again (same ids); after, a redelivered event is recognised by its
+    ledger-log offset in the record (local, or recovered from the changelog), and its
+    facts are already in Kafka. Each partition's local writes run with that partition's
+    last event as faust's current event (RocksDB partition = changelog partition).
     """
-    outbox = Outbox(settings.partitions)
+    outbox, changelog = Outbox(settings.partitions), Outbox(settings.partitions)
     async for batch in stream.take_events(settings.ledger_batch_max, within=settings.batch_wait_s):
         now = datetime.now(timezone.utc)  # one clock reading per batch (status views only)
         stores: dict[int, IndexedStore] = {}
@@ -93,8 +96,11 @@ async def apply_ledger_log(stream) -> None:
             last_event[partition] = event
             for emit in apply_event(event, store, now):
                 outbox.add(settings.topic(emit.topic), emit.key, emit.value, None if emit.key else partition)
+        await outbox.deliver(kafka_producer())  # the facts first: never a changelog ahead of its facts
+        for store in stores.values():
+            store.flush(changelog)
+        delivered = await changelog.deliver(kafka_producer())  # then the state, before anything local
         for partition, store in stores.items():
             with in_event_context(last_event[partition]):
-                store.flush(outbox)
-        delivered = await outbox.deliver(kafka_producer())  # before faust acks the batch
+                store.write_local()
         mark_persisted((accounts_table, partitions_table), delivered)

@@ -73,14 +73,18 @@ class Outbox:
     async def deliver(self, producer, retry_backoff_s: float = 1.0) -> dict[tuple[str, int], int]:
         """`send` until Kafka has everything, however long the broker is away.
 
-        Why not raise: the caller has already applied the batch to its state, and a faust
-        agent that raises has its batch acked anyway (faust-streaming #527), so the
-        records must leave before the caller returns. Cancellation (shutdown) still ends it.
+        Why not raise: the caller has already applied the batch to its cached state, and a
+        faust agent that raises has its batch acked anyway (faust-streaming #527), so the
+        records must leave before the caller returns: a stuck worker is visible and loses
+        nothing, a crashed batch would be lost. Cancellation (shutdown) still ends it.
         """
         while True:
             try:
                 return await self.send(producer)
             except KafkaError as error:
-                logger.warning("outbox: %d records not delivered (%r); retrying in %.1fs",
-                               len(self), error, retry_backoff_s)
+                # A non-retriable error (a record too large, authorization) will not go
+                # away by itself; it is logged as an error each time, and the worker
+                # holds the batch (nothing acked, nothing lost) until someone fixes it.
+                log = logger.warning if error.retriable else logger.error
+                log("outbox: %d records not delivered (%r); retrying in %.1fs", len(self), error, retry_backoff_s)
                 await asyncio.sleep(retry_backoff_s)

@@ -112,12 +112,25 @@ class PartitionRecord:
                    int(data["log_offset"]))
 
 
-def payload_field(raw: bytes) -> dict[str, str]:
-    """The original payload for a dead letter: text when UTF-8 (secrets redacted), else base64."""
-    try:
-        return {"payload": redact(raw.decode("utf-8")), "payload_encoding": "utf-8"}
-    except UnicodeDecodeError:
-        return {"payload": base64.b64encode(raw).decode("ascii"), "payload_encoding": "base64"}
+#: The most bytes of an original payload a dead letter carries. Inputs may be as large as
+#: the broker allows (1 MiB by default); a dead letter quoting all of one, JSON-escaped or
+#: base64, could exceed the producer's request size and stall the ledger on a record
+#: Kafka refuses for ever. Longer payloads are cut, and the dead letter says so.
+DEAD_LETTER_PAYLOAD_BYTES_MAX = 65_536
+
+
+def payload_field(raw: bytes) -> dict:
+    """The original payload for a dead letter: text when UTF-8 (secrets redacted), else
+    base64; at most DEAD_LETTER_PAYLOAD_BYTES_MAX bytes of it, with its size when cut."""
+    head = raw[:DEAD_LETTER_PAYLOAD_BYTES_MAX]
+    cut = {} if len(raw) == len(head) else {"payload_truncated": True, "payload_bytes": len(raw)}
+    for trim in range(4 if cut else 1):  # a cut may split a UTF-8 character: drop its start
+        try:
+            text = head[:len(head) - trim].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return {"payload": redact(text), "payload_encoding": "utf-8", **cut}
+    return {"payload": base64.b64encode(head).decode("ascii"), "payload_encoding": "base64", **cut}
 
 
 def dead_letter(raw: bytes, reason: str, detail: str, source: Source | None, log: LogPosition | None,

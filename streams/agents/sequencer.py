@@ -144,13 +144,26 @@ class Sequencer(mode.Service):
         return count
 
     async def _rewind(self) -> None:
+        """Back to the committed offsets of the partitions still assigned; retried until it works.
+
+        A partition revoked meanwhile is skipped: its new owner reads from the committed
+        offset. Giving up here would leave the position past a batch never delivered.
+        """
         assert self.consumer is not None
-        for tp in self.consumer.assignment():
-            committed = await self.consumer.committed(tp)
-            if committed is None:
-                await self.consumer.seek_to_beginning(tp)
-            else:
-                self.consumer.seek(tp, committed)
+        while not self.should_stop:
+            try:
+                for tp in list(self.consumer.assignment()):
+                    committed = await self.consumer.committed(tp)
+                    if tp not in self.consumer.assignment():
+                        continue
+                    if committed is None:
+                        await self.consumer.seek_to_beginning(tp)
+                    else:
+                        self.consumer.seek(tp, committed)
+                return
+            except Exception as error:
+                logger.warning("sequencer: cannot rewind to the committed offsets yet (%r)", error)
+                await self.sleep(self.retry_backoff_s)
 
 
 app.service(Sequencer(settings))

@@ -1,9 +1,13 @@
 """The faust-table PartitionStore: one partition's accounts and its partition record.
 
 A put updates the decoded-record cache at once (lookups see it) and marks the key
-dirty; `flush` writes each dirty key once, so one batch of events costs one table write
-(RocksDB put + changelog record) per touched account. faust's RocksDB store picks the
-partition of a write from the *current* event, so the ledger agent flushes a
+dirty; `flush` queues each dirty key once as a changelog record, so one batch of events
+costs one table write per touched account. Only after Kafka has the changelog (and the
+batch's facts) does `write_local` put the records into the local RocksDB store: local
+state is never ahead of the changelog and the outputs, so a worker killed in between
+applies the batch again on restart and publishes its facts again (at least once)
+instead of finding it applied and losing them. faust's RocksDB store picks the
+partition of a write from the *current* event, so the ledger agent writes a
 partition's store with one of that partition's events as current
 (`streams.agents.batching.in_event_context`); the changelog record goes to the same
 partition: the ledger-log partition, which is also the partition of every account key
@@ -42,9 +46,9 @@ _records: dict[bytes, AccountRecord] = {}
 _partition_records: dict[bytes, PartitionRecord] = {}
 
 
-def _write(table, key: bytes, value: bytes, partition: int, outbox: Outbox) -> None:
-    table.data[key] = value  # the local store only: faust's Table.__setitem__ would also send
+def _queue(table, key: bytes, value: bytes, partition: int, outbox: Outbox) -> tuple:
     outbox.add(table.changelog_topic.get_topic_name(), key, value, partition)
+    return table, key, value
 
 
 def mark_persisted(tables, delivered: dict[tuple[str, int], int]) -> None:
@@ -102,6 +106,7 @@ class TableStore:
         self.limits = limits
         self._dirty: dict[bytes, AccountRecord] = {}
         self._dirty_partition: PartitionRecord | None = None
+        self._unwritten: list[tuple] = []  # (table, key, value) queued, not yet in RocksDB
 
     def get(self, account_id: str) -> AccountRecord | None:
         return read_record(self.accounts, account_id.encode("utf-8"), self.limits)
@@ -112,24 +117,30 @@ class TableStore:
         _records[key] = record
 
     def flush(self, outbox: Outbox) -> int:
-        """Write every record put since the last flush, once each; the number written.
+        """Queue every record put since the last flush, once each, for its changelog.
 
-        Each goes to the table's local RocksDB store and, through `outbox`, to the
-        table's changelog partition: what faust's `table[key] = value` does, without
-        its per-write producer machinery (see `streams.agents.outbox`). The caller sends
-        the outbox, then calls `mark_persisted`. Must run with an event of this store's
-        partition as faust's current event (RocksDB picks its partition from it).
+        The caller sends the outbox, then calls `write_local` and `mark_persisted`.
+        Returns the number of records queued.
         """
-        written = len(self._dirty)
         for key, record in self._dirty.items():
-            _write(self.accounts, key, record.to_bytes(), self.partition, outbox)
+            self._unwritten.append(_queue(self.accounts, key, record.to_bytes(), self.partition, outbox))
         self._dirty.clear()
         if self._dirty_partition is not None:
-            _write(self.partitions_table, partition_key(self.partition), self._dirty_partition.to_bytes(),
-                   self.partition, outbox)
+            self._unwritten.append(_queue(self.partitions_table, partition_key(self.partition),
+                                          self._dirty_partition.to_bytes(), self.partition, outbox))
             self._dirty_partition = None
-            written += 1
-        return written
+        return len(self._unwritten)
+
+    def write_local(self) -> None:
+        """Put the flushed records into the local RocksDB store, once Kafka has their changelog.
+
+        What faust's `table[key] = value` does locally, without its per-write producer
+        machinery (see `streams.agents.outbox`). Must run with an event of this store's
+        partition as faust's current event (RocksDB picks its partition from it).
+        """
+        for table, key, value in self._unwritten:
+            table.data[key] = value
+        self._unwritten.clear()
 
     def account_ids(self) -> Iterable[str]:
         return list(self._own_keys())

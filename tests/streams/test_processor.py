@@ -155,3 +155,18 @@ def test_records_and_status_keys_match_the_plain_serialization(processor):
                 assert record_status_key(record, now) == status_key(status_view(record, now))
     assert record_status_key(None, NOW) == status_key(status_view(None, NOW))
     assert log.store.partition.global_refreshes == ["2026-06-01T02:00:00Z"]
+
+
+def test_an_oversized_payload_is_cut_in_its_dead_letter_and_the_letter_says_so(processor):
+    from streams.agents.records import DEAD_LETTER_PAYLOAD_BYTES_MAX
+
+    log = Log(processor)
+    huge = b'{"type": "usage", "note": "' + "é".encode() * 300_000 + b'"}'  # 600 KB of 2-byte characters
+    [letter] = by_topic(log.feed(huge, key=b"a"), topics.REJECTED)
+    assert letter["reason"] == "event_too_large"
+    assert letter["payload_truncated"] is True and letter["payload_bytes"] == len(huge)
+    assert letter["payload_encoding"] == "utf-8"  # the cut did not split a character
+    assert len(letter["payload"].encode()) <= DEAD_LETTER_PAYLOAD_BYTES_MAX
+    assert huge.decode().startswith(letter["payload"])
+    [small] = by_topic(log.feed(b"\xff\xfe", key=b"a"), topics.REJECTED)
+    assert "payload_truncated" not in small
