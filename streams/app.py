@@ -68,6 +68,7 @@ def declare_topic(short_name: str) -> faust.TopicT:
 plans_topic = declare_topic(topics.PLANS)
 clock_topic = declare_topic(topics.CLOCK)
 #: What the ledger agent consumes: the sequenced log and the clock ticks (co-partitioned).
+out_topics: dict[str, faust.TopicT] = {name: declare_topic(name) for name in topics.ALL_OUTPUTS}
 ledger_inputs = app.topic(settings.topic(topics.LEDGER_LOG), settings.topic(topics.CLOCK),
                           key_type=bytes, value_type=bytes)
 

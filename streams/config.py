@@ -79,11 +79,8 @@ class Settings:
     status_scan_interval_ms: int = 1000
     #: TOKENPLAN_SEQUENCER_BATCH_MAX: events the sequencer forwards per batch (stream.take).
     sequencer_batch_max: int = 500
-    #: TOKENPLAN_LEDGER_BATCH_MAX: events the ledger applies per batch; each touched
-    #: account is written to its table once per batch.
-    ledger_batch_max: int = 500
-    #: TOKENPLAN_BATCH_WAIT_MS: how long an agent waits to fill a batch before it
-    #: processes what it has (each of the two hops adds up to this to a lone event).
+    #: TOKENPLAN_BATCH_WAIT_MS: how long the sequencer waits for input records before it
+    #: forwards what it has (a lone event waits at most this).
     batch_wait_ms: int = 5
 
     #: TOKENPLAN_EVENT_LOOP: `uvloop` (libuv; less CPU per callback) or `asyncio`.
@@ -93,7 +90,7 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        for name in ("partitions", "replication", "sequencer_batch_max", "ledger_batch_max",
+        for name in ("partitions", "replication", "sequencer_batch_max",
                      "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -122,7 +119,6 @@ class Settings:
             admin_token=env.get("TOKENPLAN_ADMIN_TOKEN") or "",
             status_scan_interval_ms=_env_int(env, "TOKENPLAN_STATUS_SCAN_INTERVAL_MS", defaults.status_scan_interval_ms),
             sequencer_batch_max=_env_int(env, "TOKENPLAN_SEQUENCER_BATCH_MAX", defaults.sequencer_batch_max),
-            ledger_batch_max=_env_int(env, "TOKENPLAN_LEDGER_BATCH_MAX", defaults.ledger_batch_max),
             batch_wait_ms=_env_int(env, "TOKENPLAN_BATCH_WAIT_MS", defaults.batch_wait_ms),
             event_loop=env.get("TOKENPLAN_EVENT_LOOP") or defaults.event_loop,
             limits=limits_from_env(env),
