@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import faust
 
-from streams import faust_fixes
-
 from schemas import topics
+from streams import faust_fixes
 from streams.config import Settings
 from streams.ledger import load_catalog
 from streams.topic_admin import TopicSpec
@@ -68,9 +67,9 @@ def declare_topic(short_name: str) -> faust.TopicT:
 plans_topic = declare_topic(topics.PLANS)
 clock_topic = declare_topic(topics.CLOCK)
 #: What the ledger agent consumes: the sequenced log and the clock ticks (co-partitioned).
-out_topics: dict[str, faust.TopicT] = {name: declare_topic(name) for name in topics.ALL_OUTPUTS}
 ledger_inputs = app.topic(settings.topic(topics.LEDGER_LOG), settings.topic(topics.CLOCK),
                           key_type=bytes, value_type=bytes)
+out_topics: dict[str, faust.TopicT] = {name: declare_topic(name) for name in topics.ALL_OUTPUTS}
 
 #: account_id (UTF-8 bytes) -> AccountRecord bytes; changelog partition = ledger-log partition.
 accounts_table = app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes)

@@ -77,7 +77,7 @@ class Settings:
     admin_token: str = field(default="", repr=False)
     #: TOKENPLAN_STATUS_SCAN_INTERVAL_MS: how often expiry is checked (time passing, no event).
     status_scan_interval_ms: int = 1000
-    #: TOKENPLAN_SEQUENCER_BATCH_MAX: events the sequencer forwards per batch (stream.take).
+    #: TOKENPLAN_SEQUENCER_BATCH_MAX: input records the sequencer forwards per batch (one commit each).
     sequencer_batch_max: int = 500
     #: TOKENPLAN_BATCH_WAIT_MS: how long the sequencer waits for input records before it
     #: forwards what it has (a lone event waits at most this).
@@ -137,10 +137,6 @@ class Settings:
     @property
     def producer_linger_s(self) -> float:
         return self.producer_linger_ms / 1000
-
-    @property
-    def batch_wait_s(self) -> float:
-        return self.batch_wait_ms / 1000
 
     @property
     def commit_interval_s(self) -> float:

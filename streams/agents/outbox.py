@@ -3,9 +3,9 @@
 Why not faust's `topic.send_soon`: it costs ~0.15 ms of CPU per message (a
 FutureMessage, the producer buffer task, aiokafka's per-message future and callbacks),
 which made sends the largest single cost of the worker. aiokafka's `send_batch` takes a
-whole record batch for one future. The agents collect a batch's records here and wait
-until Kafka has them (`send`, or `deliver` which retries) before the batch's events are
-acked or committed, so a crash before delivery redelivers the events: at least once.
+whole record batch for one future. The sequencer collects a batch's records here and
+waits until Kafka has them (`send`) before it commits the batch's input offsets, so a
+crash before delivery forwards the batch again: at least once.
 
 Partitions are chosen here with Kafka's default (murmur2) partitioner on the key, the
 partition every consumer and lookup expects; an unkeyed record goes to the partition
@@ -14,14 +14,10 @@ the caller names (its source event's).
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Sequence
-
-from aiokafka.errors import KafkaError
 
 from streams.agents.store import key_partition
 
-logger = logging.getLogger(__name__)
 Headers = Sequence[tuple[str, bytes]]
 
 
@@ -69,22 +65,3 @@ class Outbox:
         for (topic, partition, count, _), metadata in zip(pending, delivered):
             last[(topic, partition)] = max(last.get((topic, partition), -1), metadata.offset + count - 1)
         return last
-
-    async def deliver(self, producer, retry_backoff_s: float = 1.0) -> dict[tuple[str, int], int]:
-        """`send` until Kafka has everything, however long the broker is away.
-
-        Why not raise: the caller has already applied the batch to its cached state, and a
-        faust agent that raises has its batch acked anyway (faust-streaming #527), so the
-        records must leave before the caller returns: a stuck worker is visible and loses
-        nothing, a crashed batch would be lost. Cancellation (shutdown) still ends it.
-        """
-        while True:
-            try:
-                return await self.send(producer)
-            except KafkaError as error:
-                # A non-retriable error (a record too large, authorization) will not go
-                # away by itself; it is logged as an error each time, and the worker
-                # holds the batch (nothing acked, nothing lost) until someone fixes it.
-                log = logger.warning if error.retriable else logger.error
-                log("outbox: %d records not delivered (%r); retrying in %.1fs", len(self), error, retry_backoff_s)
-                await asyncio.sleep(retry_backoff_s)

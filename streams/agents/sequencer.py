@@ -125,23 +125,18 @@ class Sequencer(mode.Service):
                 await self.sleep(self.retry_backoff_s)
                 await self._rewind()
 
-    async def forward_batch(self) -> int:
+    async def forward_batch(self) -> None:
         """One batch from the inputs to ledger-log; its offsets committed once delivered."""
         assert self.consumer is not None and self.producer is not None
         fetched = await self.consumer.getmany(timeout_ms=max(1, self.config.batch_wait_ms),
                                               max_records=self.config.sequencer_batch_max)
         if not fetched:
-            return 0
-        offsets = {}
-        count = 0
-        for tp, records in fetched.items():
+            return
+        for records in fetched.values():
             for record in records:
                 forward(record, record.topic == self.plans, self.outbox)
-            offsets[tp] = records[-1].offset + 1
-            count += len(records)
         await self.outbox.send(self.producer)
-        await self.consumer.commit(offsets)
-        return count
+        await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items()})
 
     async def _rewind(self) -> None:
         """Back to the committed offsets of the partitions still assigned; retried until it works.
