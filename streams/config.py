@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 from streams.ledger.limits import Limits
@@ -26,22 +27,45 @@ def _env_int(environ: dict[str, str], name: str, default: int) -> int:
 LIMIT_VARIABLES: dict[str, str] = {
     "TOKENPLAN_TOKENS_PER_FIELD_MAX": "tokens_per_field_max",
     "TOKENPLAN_EVENT_BYTES_MAX": "event_bytes_max",
-    "TOKENPLAN_APPLIED_IDS_MAX": "applied_ids_max",
-    "TOKENPLAN_USAGE_ENTRIES_MAX": "usage_entries_max",
     "TOKENPLAN_PACKAGES_MAX": "packages_max",
     "TOKENPLAN_REFRESHES_MAX": "refreshes_max",
     "TOKENPLAN_GLOBAL_REFRESHES_MAX": "global_refreshes_max",
 }
 
 
+#: Environment variable (whole seconds) -> Limits field holding a duration.
+DURATION_VARIABLES: dict[str, str] = {
+    "TOKENPLAN_LATENESS_MAX_S": "lateness_max",
+    "TOKENPLAN_DEDUPE_WINDOW_S": "dedupe_window",
+}
+
+
 def limits_from_env(environ: dict[str, str] | None = None) -> Limits:
-    """The core's Limits: documented defaults, overridden by TOKENPLAN_*_MAX variables."""
+    """The core's Limits: documented defaults, overridden by TOKENPLAN_*_MAX / *_S variables.
+
+    TOKENPLAN_LATENESS_MAX_S alone also widens the dedupe window to match when the
+    window would otherwise be shorter (the window may never be shorter than lateness).
+    """
     env = dict(os.environ if environ is None else environ)
-    overrides = {attribute: _env_int(env, name, 0) for name, attribute in LIMIT_VARIABLES.items() if env.get(name)}
+    overrides: dict = {attribute: _env_int(env, name, 0) for name, attribute in LIMIT_VARIABLES.items() if env.get(name)}
+    for name, attribute in DURATION_VARIABLES.items():
+        if env.get(name):
+            overrides[attribute] = timedelta(seconds=_env_int(env, name, 0))
+    if "lateness_max" in overrides and "dedupe_window" not in overrides:
+        overrides["dedupe_window"] = max(overrides["lateness_max"], Limits().dedupe_window)
     try:
         return Limits(**overrides)
     except ValueError as error:
         raise SystemExit(f"invalid limit: {error}") from error
+
+
+def partitions_from_env(environ: dict[str, str] | None = None) -> int:
+    """TOKENPLAN_PARTITIONS (default 8): replays group accounts by it as the worker does."""
+    env = dict(os.environ if environ is None else environ)
+    partitions = _env_int(env, "TOKENPLAN_PARTITIONS", 8)
+    if partitions < 1:
+        raise SystemExit(f"TOKENPLAN_PARTITIONS must be at least 1, got {partitions}")
+    return partitions
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,6 +107,15 @@ class Settings:
     #: forwards what it has (a lone event waits at most this).
     batch_wait_ms: int = 5
 
+    #: TOKENPLAN_LEDGER_RECORD_EVENTS_MAX: input events the sequencer packs into one
+    #: ledger-log record (the ledger's unit of work; one record per partition per batch).
+    ledger_record_events_max: int = 500
+    #: TOKENPLAN_LEDGER_RECORD_BYTES_MAX: bytes of input events in one ledger-log record
+    #: (below the broker's 1 MiB message limit, with room for the frame).
+    ledger_record_bytes_max: int = 512 * 1024
+    #: TOKENPLAN_RECORD_CACHE_MAX: decoded account records kept in memory (LRU).
+    record_cache_max: int = 100_000
+
     #: TOKENPLAN_EVENT_LOOP: `uvloop` (libuv; less CPU per callback) or `asyncio`.
     event_loop: str = "asyncio"
 
@@ -90,12 +123,15 @@ class Settings:
     limits: Limits = field(default_factory=Limits)
 
     def __post_init__(self) -> None:
-        for name in ("partitions", "replication", "sequencer_batch_max",
+        for name in ("partitions", "replication", "sequencer_batch_max", "ledger_record_events_max",
+                     "record_cache_max",
                      "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise SystemExit(f"event_loop must be uvloop or asyncio, got {self.event_loop!r}")
+        if not 4096 <= self.ledger_record_bytes_max <= 900 * 1024:
+            raise SystemExit("ledger_record_bytes_max must be in 4096..921600 (the broker takes 1 MiB)")
         if self.batch_wait_ms < 0 or self.producer_linger_ms < 0:
             raise SystemExit("batch_wait_ms and producer_linger_ms must not be negative")
 
@@ -120,6 +156,11 @@ class Settings:
             status_scan_interval_ms=_env_int(env, "TOKENPLAN_STATUS_SCAN_INTERVAL_MS", defaults.status_scan_interval_ms),
             sequencer_batch_max=_env_int(env, "TOKENPLAN_SEQUENCER_BATCH_MAX", defaults.sequencer_batch_max),
             batch_wait_ms=_env_int(env, "TOKENPLAN_BATCH_WAIT_MS", defaults.batch_wait_ms),
+            ledger_record_events_max=_env_int(env, "TOKENPLAN_LEDGER_RECORD_EVENTS_MAX",
+                                              defaults.ledger_record_events_max),
+            ledger_record_bytes_max=_env_int(env, "TOKENPLAN_LEDGER_RECORD_BYTES_MAX",
+                                             defaults.ledger_record_bytes_max),
+            record_cache_max=_env_int(env, "TOKENPLAN_RECORD_CACHE_MAX", defaults.record_cache_max),
             event_loop=env.get("TOKENPLAN_EVENT_LOOP") or defaults.event_loop,
             limits=limits_from_env(env),
         )

@@ -7,7 +7,7 @@ import sys
 import orjson
 
 from streams.commands.replay import UsageError, parse_as_of, replay_into
-from streams.config import limits_from_env
+from streams.config import limits_from_env, partitions_from_env
 from streams.ledger.catalog import load_catalog
 from streams.ledger.ledger import Ledger
 from streams.ledger.prices import quote
@@ -42,12 +42,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         at = parse_as_of(args.at)
         catalog = load_catalog()
-        ledger = replay_into(Ledger(catalog, limits_from_env()), args.events, progress=False)
+        ledger = replay_into(Ledger(catalog, limits_from_env(), partitions=partitions_from_env()), args.events,
+                             progress=False)
     except UsageError as error:
         print(f"tokenplan quote: {error}", file=sys.stderr)
         return 2
     answer = quote(ledger.accounts.get(args.account), args.action, args.tier, args.period,
-                   args.currency, args.auto_renew, at, catalog)
+                   args.currency, args.auto_renew, at, catalog, ledger.memory_of(args.account))
     sys.stdout.buffer.write(orjson.dumps(answer, option=orjson.OPT_INDENT_2) + b"\n")
     sys.stdout.flush()
     return 0

@@ -34,10 +34,11 @@ from schemas.events import (
 )
 from schemas.outputs import BalanceChanged, PackageRef, QuotaExhausted, QuotaRestored
 from streams.ledger.catalog import Catalog, CatalogVersion
-from streams.ledger.dedupe import AppliedIds, fingerprint_bytes
+from streams.ledger.dedupe import fingerprint_bytes
 from streams.ledger.errors import LedgerInvariantError
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
-from streams.ledger.packages import Package, last_reset_for
+from streams.ledger.memory import EventMemory, InMemoryEventMemory
+from streams.ledger.packages import Entries, Package, last_reset_for
 from streams.ledger.periods import period_end
 from streams.ledger.prices import (
     DiscountFlags,
@@ -55,18 +56,22 @@ __all__ = ["AccountState", "Fact", "StepResult", "decide_purchase", "decide_upgr
 
 Fact = BalanceChanged | QuotaExhausted | QuotaRestored
 
+#: The memory of a caller that remembers nothing (a quote on a bare state, tests).
+NO_MEMORY: EventMemory = InMemoryEventMemory()
+
 
 @dataclass(slots=True)
 class AccountState:
     """Everything the rules need about one account. JSON-able via to_dict.
 
     Copy-on-write: `step` never changes a state it was given; it returns a
-    new one sharing unchanged parts (packages, dedupe memory). Not
-    `frozen=True` only for construction speed on the hot path.
+    new one sharing unchanged parts (packages). Not `frozen=True` only for
+    construction speed on the hot path. Small and fixed-size in steady state:
+    the applied event ids and the usage entries live in the event memory
+    (`streams.ledger.memory`), not here.
 
     packages: the kept package periods, oldest first (at most `packages_max`).
     refreshes: sorted refresh instants that apply to this account.
-    applied: bounded dedupe memory of applied event_ids (+ fingerprints).
     Discount history: had_package, first_purchase_discount_used,
     auto_renew_activated, auto_renew_discount_used.
     pruned_until: end of the newest pruned period (usage before it: `period_pruned`).
@@ -74,7 +79,6 @@ class AccountState:
     """
 
     account_id: str
-    applied: AppliedIds
     packages: tuple[Package, ...] = ()
     refreshes: tuple[datetime, ...] = ()
     had_package: bool = False
@@ -87,7 +91,7 @@ class AccountState:
     @classmethod
     def empty(cls, account_id: str, limits: Limits = DEFAULT_LIMITS) -> "AccountState":
         """A new account that has seen nothing."""
-        return cls(account_id=account_id, applied=AppliedIds(limits.applied_ids_max))
+        return cls(account_id=account_id)
 
     def package_at(self, instant: datetime) -> Package | None:
         """The package period containing `instant`, None when none does."""
@@ -105,14 +109,7 @@ class AccountState:
 
     def with_packages(self, packages: tuple[Package, ...]) -> "AccountState":
         """Same account with other packages (hot path: positional, no dataclasses.replace)."""
-        return AccountState(self.account_id, self.applied, packages, self.refreshes,
-                            self.had_package, self.first_purchase_discount_used,
-                            self.auto_renew_activated, self.auto_renew_discount_used,
-                            self.pruned_until, self.first_valid_from)
-
-    def with_applied(self, applied: AppliedIds) -> "AccountState":
-        """Same account with another dedupe memory (hot path)."""
-        return AccountState(self.account_id, applied, self.packages, self.refreshes,
+        return AccountState(self.account_id, packages, self.refreshes,
                             self.had_package, self.first_purchase_discount_used,
                             self.auto_renew_activated, self.auto_renew_discount_used,
                             self.pruned_until, self.first_valid_from)
@@ -151,17 +148,36 @@ class StepResult:
         reads them does not pay for pydantic models and Decimals.
     rejection: the named reason when refused, else None.
     duplicate: the event_id was already applied with the same content (no-op).
+    fingerprint: set when the event was applied: the caller remembers
+        (event_id, fingerprint) in its event memory, in the same unit of work.
+    appended: usage entries (package_id, occurred_at, micro) the caller appends
+        to its event memory; forgotten: package ids pruned (their entries may go).
     """
 
-    __slots__ = ("state", "rejection", "duplicate", "_records", "_facts")
+    __slots__ = ("state", "rejection", "duplicate", "fingerprint", "_records", "_facts")
 
     def __init__(self, state: AccountState | None, records: "_Facts | None" = None,
-                 rejection: Rejection | None = None, duplicate: bool = False) -> None:
+                 rejection: Rejection | None = None, duplicate: bool = False,
+                 fingerprint: str | None = None) -> None:
         self.state = state
         self.rejection = rejection
         self.duplicate = duplicate
+        self.fingerprint = fingerprint
         self._records = records
         self._facts: list[Fact] | None = None
+
+    @property
+    def applied(self) -> bool:
+        """The event changed the account (neither refused nor a duplicate)."""
+        return self.fingerprint is not None
+
+    @property
+    def appended(self) -> list[tuple[str, datetime, int]]:
+        return [] if self._records is None else self._records.appended
+
+    @property
+    def forgotten(self) -> list[str]:
+        return [] if self._records is None else self._records.forgotten
 
     @property
     def facts(self) -> list[Fact]:
@@ -254,12 +270,23 @@ class _Facts:
     records the balance exactly as it was when the fact happened.
     """
 
-    __slots__ = ("account_id", "event", "records")
+    __slots__ = ("account_id", "event", "records", "appended", "forgotten", "memory")
 
-    def __init__(self, account_id: str, event: Event) -> None:
+    def __init__(self, account_id: str, event: Event, memory: EventMemory) -> None:
         self.account_id = account_id
         self.event = event
         self.records: list[tuple[str, Package, int, PriceQuote | None]] = []
+        #: What the caller writes to its event memory (see StepResult).
+        self.appended: list[tuple[str, datetime, int]] = []
+        self.forgotten: list[str] = []
+        self.memory = memory
+
+    def entries(self, package: Package) -> Entries:
+        """The package's usage entries: the memory's, plus those this step appended."""
+        entries = self.memory.usage_entries(self.account_id, package.opened_by)
+        entries.extend((instant, micro) for package_id, instant, micro in self.appended
+                       if package_id == package.opened_by)
+        return entries
 
     def balance(self, package: Package, charged_micro: int = 0,
                 price: PriceQuote | None = None) -> None:
@@ -345,13 +372,19 @@ def _settle_exhaustion(package: Package, facts: _Facts) -> Package:
 
 def step(state: AccountState | None, event: Event, catalog: Catalog,
          limits: Limits = DEFAULT_LIMITS, *,
-         global_refreshes: Iterable[datetime] = ()) -> StepResult:
+         global_refreshes: Iterable[datetime] = (), memory: EventMemory = NO_MEMORY,
+         high_water: datetime | None = None) -> StepResult:
     """Apply one decoded event to one account. Pure and deterministic; never raises on bad events.
 
     `state` is None for an account never seen. A global `quota.refreshed`
     (no account_id) is applied to `state`'s account; with `state` None it is
     a no-op (the caller keeps global refreshes and passes them as
     `global_refreshes` so packages opened later apply them).
+
+    `memory` is read, never written: an applied event's id and usage entries come
+    back in the result for the caller to store. `high_water` is the event-time
+    high-water mark of the event's partition (`lateness.advance`), None when no
+    usage was applied there yet.
     """
     account_id = event.account_id if event.account_id is not None else (
         state.account_id if state is not None else None)
@@ -363,31 +396,33 @@ def step(state: AccountState | None, event: Event, catalog: Catalog,
         raise LedgerInvariantError("event routed to another account")
     else:
         current = state
+    is_usage = type(event) is Usage
+    if is_usage and high_water is not None and event.occurred_at < high_water - limits.lateness_max:
+        return StepResult(state, rejection=reject(
+            Reason.USAGE_TOO_LATE,
+            f"occurred_at {format_instant(event.occurred_at)} is more than lateness_max "
+            f"({limits.lateness_max.days} days) before {format_instant(high_water)}, the latest usage "
+            f"applied on this account's partition", event_id=event.event_id, account_id=account_id))
     fingerprint = event_fingerprint(event)
     event_id = event.event_id
-    applied = current.applied
-    seen = applied.get(event_id)
+    seen = memory.fingerprint_of(account_id, event_id)
     if seen is not None:
         if seen == fingerprint:
             return StepResult(state, duplicate=True)
         return StepResult(state, rejection=reject(
             Reason.DUPLICATE_CONFLICT, f"event_id {event_id!r} was applied with other content",
             event_id=event_id, account_id=account_id))
-    facts = _Facts(account_id, event)
-    if type(event) is Usage:
+    facts = _Facts(account_id, event, memory)
+    if is_usage:
         packages = _usage_packages(current, event, catalog, limits, facts)
         if type(packages) is Rejection:
             return StepResult(state, rejection=packages)
-        return StepResult(AccountState(
-            account_id, applied.add(event_id, fingerprint), packages, current.refreshes,
-            current.had_package, current.first_purchase_discount_used,
-            current.auto_renew_activated, current.auto_renew_discount_used,
-            current.pruned_until, current.first_valid_from), facts)
+        return StepResult(current.with_packages(packages), facts, fingerprint=fingerprint)
     outcome = _HANDLERS[type(event)](current, event, catalog, limits,
                                      tuple(global_refreshes), facts)
     if isinstance(outcome, Rejection):
         return StepResult(state, rejection=outcome)
-    return StepResult(outcome.with_applied(outcome.applied.add(event_id, fingerprint)), facts)
+    return StepResult(outcome, facts, fingerprint=fingerprint)
 
 
 def _refuse(reason: Reason, event: Event, account_id: str, detail: str = "") -> Rejection:
@@ -397,15 +432,6 @@ def _refuse(reason: Reason, event: Event, account_id: str, detail: str = "") -> 
 def _replace_package(packages: tuple[Package, ...], index: int, package: Package
                      ) -> tuple[Package, ...]:
     return packages[:index] + (package,) + packages[index + 1:]
-
-
-def _apply_usage(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
-                 global_refreshes: tuple[datetime, ...], facts: _Facts) -> AccountState | Rejection:
-    """Charge usage to the package containing occurred_at (event time, even when late)."""
-    packages = _usage_packages(state, event, catalog, limits, facts)
-    if type(packages) is Rejection:
-        return packages
-    return state.with_packages(packages)
 
 
 def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
@@ -435,7 +461,8 @@ def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits:
             return _refuse(Reason.PERIOD_PRUNED, event, state.account_id)
         return _refuse(Reason.USAGE_OUTSIDE_PACKAGE, event, state.account_id,
                        f"no package of the account contains {format_instant(instant)}")
-    package = package.with_usage(instant, micro, state.refreshes, limits.usage_entries_max)
+    package = package.with_usage(instant, micro, state.refreshes)
+    facts.appended.append((package.opened_by, instant, micro))
     used, limit = package.used_micro, package.credits_limit_micro
     if used >= limit:
         if not package.exhausted:
@@ -467,6 +494,9 @@ class UpgradeDecision:
     price: PriceQuote
     old_index: int
     package: Package
+    #: The valid package closed at the upgrade instant, and its usage at/after it (moving over).
+    closed: Package
+    moved: Entries
 
 
 def _new_package(version: CatalogVersion, tier: str, period: str, currency: str,
@@ -509,8 +539,11 @@ def decide_purchase(state: AccountState | None, tier: str, period: str, currency
 
 def decide_upgrade(state: AccountState | None, tier: str, period: str, currency: str,
                    auto_renew: bool, at: datetime, catalog: Catalog,
-                   event_id: str = "") -> UpgradeDecision | Reason:
-    """Decide an upgrade at `at` to a strictly higher tier (`auto_renew` is not used)."""
+                   event_id: str = "", memory: EventMemory = NO_MEMORY) -> UpgradeDecision | Reason:
+    """Decide an upgrade at `at` to a strictly higher tier (`auto_renew` is not used).
+
+    `memory` gives the valid package's usage entries, read to split it exactly at `at`.
+    """
     version = catalog.version_at(at)
     if version is None:
         return Reason.NO_CATALOG_VERSION
@@ -528,13 +561,11 @@ def decide_upgrade(state: AccountState | None, tier: str, period: str, currency:
         return Reason.UPGRADE_FROM_MAX
     if version.tier_rank(tier) <= version.tier_rank(old.tier):
         return Reason.DOWNGRADE_NOT_ALLOWED
-    if not old.can_split_at(at):
-        return Reason.UPGRADE_TOO_LATE
     new_price = version.list_price(tier, period, currency)
     old_price = old_list_price(catalog, old, currency)
     if new_price is None or old_price is None:
         return Reason.UNKNOWN_PRICE
-    closed, moved = old.split_at(at, state.refreshes)
+    closed, moved = old.split_at(at, state.refreshes, memory.usage_entries(state.account_id, old.opened_by))
     amount = upgrade_price(new_price, old_price, closed.remaining_micro, old.credits_limit_micro)
     package = _new_package(version, tier, period, currency, at, at, 0, event_id, state.refreshes)
     if isinstance(package, Reason):
@@ -543,7 +574,7 @@ def decide_upgrade(state: AccountState | None, tier: str, period: str, currency:
         # Usage already recorded after the new package would end (a shorter period):
         # it would belong to no package. Refused rather than dropping charges.
         return Reason.UPGRADE_ORPHANS_USAGE
-    return UpgradeDecision(PriceQuote(amount, currency, None), index, package)
+    return UpgradeDecision(PriceQuote(amount, currency, None), index, package, closed, moved)
 
 
 def _merge_refreshes(state: AccountState, package: Package,
@@ -558,7 +589,7 @@ def _open(state: AccountState, package: Package, packages: tuple[Package, ...],
           price: PriceQuote | None) -> AccountState:
     """Add an opened package: merge refreshes, lift a block, emit, prune old periods."""
     refreshes = _merge_refreshes(state, package, global_refreshes)
-    package = package.with_refreshes(refreshes)
+    package = package.with_refreshes(refreshes, None)  # a new package holds no usage yet
     previous = packages[-1] if packages else None
     package = _settle_exhaustion(package, facts)
     if previous is not None and previous.exhausted and not package.is_exhausted:
@@ -566,14 +597,15 @@ def _open(state: AccountState, package: Package, packages: tuple[Package, ...],
     facts.balance(package, 0, price)
     opened = replace(state, packages=packages + (package,), refreshes=refreshes, had_package=True,
                      first_valid_from=state.first_valid_from or package.valid_from)
-    return _prune(opened, limits)
+    return _prune(opened, limits, facts)
 
 
-def _prune(state: AccountState, limits: Limits) -> AccountState:
+def _prune(state: AccountState, limits: Limits, facts: _Facts) -> AccountState:
     """Keep the newest `packages_max` periods and the refreshes that can still matter."""
     packages, pruned_until = state.packages, state.pruned_until
     if len(packages) > limits.packages_max:
         dropped = packages[: len(packages) - limits.packages_max]
+        facts.forgotten.extend(package.opened_by for package in dropped)
         packages = packages[len(dropped):]
         pruned_until = dropped[-1].valid_until
     refreshes = state.refreshes
@@ -605,12 +637,11 @@ def _apply_upgrade(state: AccountState, event: PlanUpgraded, catalog: Catalog, l
                    global_refreshes: tuple[datetime, ...], facts: _Facts
                    ) -> AccountState | Rejection:
     decision = decide_upgrade(state, event.tier, event.period, event.currency, False,
-                              event.occurred_at, catalog, event.event_id)
+                              event.occurred_at, catalog, event.event_id, _StepMemory(facts))
     if isinstance(decision, Reason):
         return _refuse(decision, event, state.account_id)
-    old = state.packages[decision.old_index]
-    closed, moved = old.split_at(event.occurred_at, state.refreshes)
-    packages = _replace_package(state.packages, decision.old_index, closed)
+    moved = decision.moved
+    packages = _replace_package(state.packages, decision.old_index, decision.closed)
     opened = _open(state, decision.package, packages, global_refreshes, limits, facts,
                    decision.price)
     if not moved:
@@ -621,7 +652,8 @@ def _apply_upgrade(state: AccountState, event: PlanUpgraded, catalog: Catalog, l
 def _record_moved(state: AccountState, moved: list[tuple[datetime, int]], limits: Limits,
                   facts: _Facts) -> AccountState:
     """Usage that occurred at/after the upgrade instant belongs to the new package."""
-    package = state.packages[-1].with_entries(moved, state.refreshes, limits.usage_entries_max)
+    package = state.packages[-1].with_entries(moved, state.refreshes)
+    facts.appended.extend((package.opened_by, instant, micro) for instant, micro in moved)
     package = _settle_exhaustion(package, facts)
     facts.balance(package, 0)
     return replace(state, packages=state.packages[:-1] + (package,))
@@ -660,8 +692,6 @@ def _apply_refresh(state: AccountState, event: QuotaRefreshed, catalog: Catalog,
     if instant in state.refreshes:
         return state
     index = state.package_index_at(instant)
-    if index is not None and not state.packages[index].can_split_at(instant):
-        return _refuse(Reason.REFRESH_TOO_LATE, event, state.account_id)
     refreshes = tuple(sorted(state.refreshes + (instant,)))
     if state.packages:
         refreshes = refreshes[bisect.bisect_left(refreshes, state.packages[0].valid_from):]
@@ -669,15 +699,33 @@ def _apply_refresh(state: AccountState, event: QuotaRefreshed, catalog: Catalog,
         return _refuse(Reason.TOO_MANY_REFRESHES, event, state.account_id)
     if index is None:
         return replace(state, refreshes=refreshes)
-    package = state.packages[index].with_refreshes(refreshes)
+    package = state.packages[index]
+    entries = facts.entries(package) if package.needs_entries_to_cut(instant, state.refreshes) else None
+    package = package.with_refreshes(refreshes, entries)
     package = _settle_exhaustion(package, facts)
     facts.balance(package, 0)
     return replace(state, refreshes=refreshes,
                    packages=_replace_package(state.packages, index, package))
 
 
+class _StepMemory:
+    """The memory as one step sees it: the caller's, plus what this step appended."""
+
+    __slots__ = ("facts",)
+
+    def __init__(self, facts: _Facts) -> None:
+        self.facts = facts
+
+    def fingerprint_of(self, account_id: str, event_id: str) -> str | None:
+        return self.facts.memory.fingerprint_of(account_id, event_id)
+
+    def usage_entries(self, account_id: str, package_id: str) -> Entries:
+        entries = self.facts.memory.usage_entries(account_id, package_id)
+        entries.extend((instant, micro) for pid, instant, micro in self.facts.appended if pid == package_id)
+        return entries
+
+
 _HANDLERS = {
-    Usage: _apply_usage,
     PlanPurchased: _apply_purchase,
     PlanUpgraded: _apply_upgrade,
     PlanRenewed: _apply_renewal,

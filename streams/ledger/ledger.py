@@ -3,8 +3,11 @@
 `Ledger` owns what spans accounts: the account states, the global refresh
 instants (a `quota.refreshed` without account_id is applied to every known
 account now, and passed as `global_refreshes` to every later step so
-packages opened afterwards apply it too: order-independent), and the list of
-rejections. It does no I/O; the replay command feeds it lines.
+packages opened afterwards apply it too: order-independent), the list of
+rejections, and per partition (`partitioning.account_partition`, as the live
+worker groups accounts) the event memory and the event-time high-water mark
+the lateness rule compares usage with. It does no I/O; the replay command
+feeds it lines.
 """
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from streams.ledger.account import AccountState, StepResult, event_fingerprint, 
 from streams.ledger.catalog import Catalog
 from streams.ledger.decode import decode_event
 from streams.ledger.dedupe import AppliedIds
+from streams.ledger.lateness import advance
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
+from streams.ledger.memory import InMemoryEventMemory, expired_before
+from streams.ledger.partitioning import account_partition
 from streams.ledger.rejections import Reason, Rejection, reject
 from streams.ledger.views import account_view
 
@@ -30,12 +36,19 @@ class Ledger:
     def __init__(self, catalog: Catalog, limits: Limits = DEFAULT_LIMITS, *,
                  accounts: MutableMapping[str, AccountState | None] | None = None,
                  global_refreshes: Iterable[datetime] = (),
-                 global_refresh_ids: AppliedIds | None = None) -> None:
-        """`accounts` is the state store (a dict by default; the streaming ledger
-        passes a view of one partition's table). `global_refreshes` and
-        `global_refresh_ids` resume a fold from stored state."""
+                 global_refresh_ids: AppliedIds | None = None, partitions: int = 8,
+                 memory: InMemoryEventMemory | None = None) -> None:
+        """`accounts` is the state store (a dict by default). `global_refreshes` and
+        `global_refresh_ids` resume a fold from stored state. `partitions`: the
+        ledger-log's partition count (TOKENPLAN_PARTITIONS), which groups accounts
+        for the lateness rule exactly as the live worker does. `memory`: one event
+        memory for every partition (the streaming worker's store of one partition)."""
         self.catalog = catalog
         self.limits = limits
+        self.partitions = partitions
+        self.memories: dict[int, InMemoryEventMemory] = {}
+        self._shared_memory = memory
+        self.high_waters: dict[int, datetime] = {}
         self.accounts = {} if accounts is None else accounts
         self.global_refreshes: list[datetime] = sorted(global_refreshes)
         self.global_refresh_ids = (AppliedIds(limits.global_refreshes_max)
@@ -62,11 +75,32 @@ class Ledger:
         if isinstance(event, QuotaRefreshed) and event.account_id is None:
             return self._apply_global_refresh(event)
         account_id = event.account_id
+        partition = account_partition(account_id, self.partitions)
+        memory = self._memory(partition)
+        high_water = self.high_waters.get(partition)
         result = step(self.accounts.get(account_id), event, self.catalog, self.limits,
-                      global_refreshes=self.global_refreshes)
+                      global_refreshes=self.global_refreshes, memory=memory, high_water=high_water)
         if result.state is not None or account_id not in self.accounts:
             self.accounts[account_id] = result.state
+        if result.fingerprint is not None:
+            memory.record_applied(account_id, event, result)
+            moved = advance(high_water, event)
+            if moved is not high_water:
+                self.high_waters[partition] = moved
+                memory.expire(expired_before(moved, self.limits.dedupe_window))
         return [self._record(result)]
+
+    def memory_of(self, account_id: str) -> InMemoryEventMemory:
+        """The event memory holding `account_id`'s ids and usage entries (quotes read it)."""
+        return self._memory(account_partition(account_id, self.partitions))
+
+    def _memory(self, partition: int) -> InMemoryEventMemory:
+        if self._shared_memory is not None:
+            return self._shared_memory
+        memory = self.memories.get(partition)
+        if memory is None:
+            memory = self.memories[partition] = InMemoryEventMemory()
+        return memory
 
     def _record(self, result: StepResult) -> StepResult:
         if result.rejection is not None:
@@ -98,8 +132,11 @@ class Ledger:
         for account_id, state in list(self.accounts.items()):
             if state is None:
                 continue
-            result = step(state, event, self.catalog, self.limits)
+            memory = self._memory(account_partition(account_id, self.partitions))
+            result = step(state, event, self.catalog, self.limits, memory=memory)
             self.accounts[account_id] = result.state
+            if result.fingerprint is not None:
+                memory.record_applied(account_id, event, result)
             results.append(self._record(result))
         return results
 

@@ -7,6 +7,7 @@ and check it in code. Contract bounds (ids, token counts) come from
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from schemas.events import ACCOUNT_ID_LENGTH_MAX, EVENT_ID_LENGTH_MAX, TOKENS_PER_FIELD_MAX
 
@@ -23,15 +24,15 @@ class Limits:
         `tokens_out_of_range` rather than charged.
     event_id_length_max / account_id_length_max: 128 characters (the contract).
     event_bytes_max: a raw event larger than 64 KiB is refused before parsing.
-    applied_ids_max: per-account dedupe memory (default 512 most recently
-        applied event_ids with a content fingerprint). A redelivery older than
-        that is no longer recognised; Kafka redeliveries are far more recent.
-    usage_entries_max: per-package usage entries kept at their exact
-        `occurred_at` (default 256) so a late refresh or upgrade can split a
-        package's usage exactly. Beyond it the oldest half is folded into
-        per-segment totals and the package's split horizon moves forward; a
-        refresh or upgrade at or before that horizon is refused
-        (`refresh_too_late` / `upgrade_too_late`) rather than guessed.
+    lateness_max: how late (in event time) usage may arrive: usage whose
+        occurred_at is more than this before its partition's event-time high-water
+        mark (the latest occurred_at of usage applied on that ledger-log partition)
+        is refused as `usage_too_late`, never charged unchecked. Default 35 days
+        (Stripe's bound for backdated usage).
+    dedupe_window: how long (in event time, behind the same high-water mark) an
+        applied event id is remembered with its fingerprint; at least
+        `lateness_max`, so an accepted event can never duplicate another accepted
+        event whose id was forgotten. Ids are dropped by whole days.
     packages_max: package periods kept per account (default 36: three years of
         monthly renewals). Older periods are pruned; usage that falls in a
         pruned period is refused as `period_pruned`.
@@ -39,9 +40,7 @@ class Limits:
         older than every kept package are pruned first.
     global_refreshes_max: global refresh instants a `Ledger` keeps (default 256).
 
-    Why these sizes: the streaming ledger writes an account's whole state to its
-    table (and changelog) on every event, so per-account memory is bounded
-    tightly. The worker and every replay must use the same limits (they change
+    The worker and every replay must use the same limits (they change
     outcomes at the edges); `streams.config.limits_from_env` is that one place.
     """
 
@@ -49,8 +48,8 @@ class Limits:
     event_id_length_max: int = EVENT_ID_LENGTH_MAX
     account_id_length_max: int = ACCOUNT_ID_LENGTH_MAX
     event_bytes_max: int = 65_536
-    applied_ids_max: int = 512
-    usage_entries_max: int = 256
+    lateness_max: timedelta = timedelta(days=35)
+    dedupe_window: timedelta = timedelta(days=35)
     packages_max: int = 36
     refreshes_max: int = 64
     global_refreshes_max: int = 256
@@ -62,12 +61,15 @@ class Limits:
             raise ValueError("event_id_length_max must be in 1..%d" % EVENT_ID_LENGTH_MAX)
         if not 0 < self.account_id_length_max <= ACCOUNT_ID_LENGTH_MAX:
             raise ValueError("account_id_length_max must be in 1..%d" % ACCOUNT_ID_LENGTH_MAX)
-        for name in ("event_bytes_max", "applied_ids_max", "packages_max",
+        for name in ("event_bytes_max", "packages_max",
                      "refreshes_max", "global_refreshes_max"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
-        if self.usage_entries_max < 2:
-            raise ValueError("usage_entries_max must be at least 2")
+        if self.lateness_max <= timedelta(0):
+            raise ValueError("lateness_max must be positive")
+        if self.dedupe_window < self.lateness_max:
+            raise ValueError("dedupe_window must be at least lateness_max (else a retry inside the "
+                             "lateness bound could be charged twice)")
 
 
 DEFAULT_LIMITS = Limits()

@@ -1,107 +1,33 @@
 """Package periods and the event-time attribution of usage inside them.
 
 A package is one period of a tier: [valid_from, valid_until) with a credit
-pool. Its usage is kept so that any arrival order gives the same balance:
+pool. It is a small fixed header (TigerBeetle's account, not its transfers):
 
-* `log`: usage entries (occurred_at, micro-credits) at their exact instant,
-  so a refresh or upgrade arriving late at T can split them exactly (entries
-  at or after T count, entries before T do not / move to the new package).
-* When the log exceeds `usage_entries_max`, its oldest half is folded into
-  `compacted` totals per refresh segment and `horizon` becomes the newest
-  folded instant; later a split at T <= horizon is refused, never guessed.
-* `last_reset` is the latest refresh instant inside the validity (or
-  valid_from) and `used_micro` the usage at or after it: the balance now.
+* `segments`: usage totals per refresh segment, the segments being cut at
+  valid_from and at every refresh instant inside the validity. The balance
+  now (`used_micro`, usage at or after `last_reset`) and the balance as of any
+  past instant are sums of segments: no usage history is needed for them.
+* The exact usage entries (occurred_at, micro-credits) live outside the
+  header, in the caller's event memory (`streams.ledger.memory`): each event
+  appends one entry, nothing rewrites them. Only a refresh or an upgrade whose
+  instant cuts a segment that already holds usage reads them, to split that
+  segment exactly, however late it arrives.
 
-Copy-on-write: every change returns a new Package; the log is shared
-append-only between versions (see `UsageLog`).
+Copy-on-write: every change returns a new Package (`step` never changes its inputs).
 """
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Callable, Iterable, Iterator
 
 from streams.ledger.errors import LedgerInvariantError, invariant
-from streams.ledger.json_cache import JsonArray
 
-__all__ = ["Package", "UsageLog", "last_reset_for", "segment_start"]
+__all__ = ["Entries", "Package", "last_reset_for", "segment_sums", "segment_start"]
 
-
-class UsageLog:
-    """Append-only (occurred_at, micro-credits) entries; versions share one list.
-
-    `_texts` caches the JSON form ([RFC 3339 text, credits text]) of a prefix
-    of the shared list: entries never change once appended, so the cache is
-    valid for every version sharing the list, and `to_dict` encodes only the
-    entries added since the last encoding (or since `from_dict`). `_json`
-    caches the serialized bytes of those texts the same way (`encoded_json`).
-    """
-
-    __slots__ = ("_items", "_n", "_texts", "_json")
-
-    def __init__(self, items: list[tuple[datetime, int]] | None = None, n: int | None = None,
-                 texts: list[tuple[str, str]] | None = None):
-        self._items = [] if items is None else items
-        self._n = len(self._items) if n is None else n
-        self._texts = [] if texts is None else texts
-        self._json = JsonArray()
-
-    def append(self, instant: datetime, micro: int) -> "UsageLog":
-        """A new version with one more entry; O(1) unless this version was branched from."""
-        items, n, texts, json = self._items, self._n, self._texts, self._json
-        if len(items) != n:
-            items = items[:n]
-            texts = texts[:n]
-            json = json.sliced(0, n)
-        items.append((instant, micro))
-        log = _new_log(UsageLog)
-        log._items = items
-        log._n = n + 1
-        log._texts = texts
-        log._json = json
-        return log
-
-    def encoded(self, encode: Callable[[list[tuple[datetime, int]]], list[tuple[str, str]]]
-                ) -> list[list[str]]:
-        """This version's entries as fresh JSON lists, encoding only the uncached ones."""
-        texts, n = self._texts, self._n
-        done = len(texts)
-        if done < n:
-            texts.extend(encode(self._items[done:n]))
-        return list(map(list, texts if len(texts) == n else texts[:n]))
-
-    def encoded_json(self, encode: Callable[[list[tuple[datetime, int]]], list[tuple[str, str]]]
-                     ) -> bytes:
-        """`orjson.dumps(self.encoded(encode))`, serializing only entries never serialized."""
-        texts, n = self._texts, self._n
-        done = len(texts)
-        if done < n:
-            texts.extend(encode(self._items[done:n]))
-        return self._json.array(texts, 0, n)
-
-    def entries(self) -> list[tuple[datetime, int]]:
-        """This version's entries (a copy-free slice when possible)."""
-        return self._items if len(self._items) == self._n else self._items[: self._n]
-
-    def sum_from(self, start: datetime) -> int:
-        """Micro-credits of entries with occurred_at >= start."""
-        return sum(micro for instant, micro in self.entries() if instant >= start)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def __iter__(self) -> Iterator[tuple[datetime, int]]:
-        return iter(self.entries())
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, UsageLog) and self.entries() == other.entries()
-
-    def __repr__(self) -> str:
-        return f"UsageLog(len={self._n})"
-
-
-_new_log = UsageLog.__new__
+#: Usage entries of one package: (occurred_at, micro-credits), in append order.
+Entries = list[tuple[datetime, int]]
 
 
 def last_reset_for(valid_from: datetime, valid_until: datetime,
@@ -128,6 +54,22 @@ def segment_start(valid_from: datetime, refreshes: tuple[datetime, ...],
     return valid_from
 
 
+def segment_sums(entries: Iterable[tuple[datetime, int]], valid_from: datetime,
+                 valid_until: datetime, refreshes: tuple[datetime, ...]
+                 ) -> tuple[tuple[datetime, int], ...]:
+    """Totals per refresh segment of the entries inside [valid_from, valid_until)."""
+    totals: dict[datetime, int] = {}
+    for instant, micro in entries:
+        if valid_from <= instant < valid_until:
+            start = segment_start(valid_from, refreshes, instant)
+            totals[start] = totals.get(start, 0) + micro
+    return tuple(sorted(totals.items()))
+
+
+def _sum_from(segments: tuple[tuple[datetime, int], ...], reset: datetime) -> int:
+    return sum(micro for start, micro in segments if start >= reset)
+
+
 @dataclass(slots=True)
 class Package:
     """One package period of an account; see module docstring.
@@ -136,6 +78,9 @@ class Package:
     it (every change builds a new one). Not `frozen=True` only because frozen
     construction costs ~4 us on the usage hot path; tests check that `step`
     leaves its inputs unchanged.
+
+    opened_by: the event_id that opened the period; it names the period's usage
+        entries in the event memory (unique per account: event ids are deduplicated).
     """
 
     tier: str
@@ -150,9 +95,7 @@ class Package:
     opened_by: str
     last_reset: datetime
     used_micro: int = 0
-    log: UsageLog = field(default_factory=UsageLog)
-    compacted: tuple[tuple[datetime, int], ...] = ()
-    horizon: datetime | None = None
+    segments: tuple[tuple[datetime, int], ...] = ()
     exhausted: bool = False
 
     def contains(self, instant: datetime) -> bool:
@@ -169,76 +112,84 @@ class Package:
         """used >= pool: gateways must refuse service."""
         return self.used_micro >= self.credits_limit_micro
 
-    def can_split_at(self, instant: datetime) -> bool:
-        """True when every compacted entry is before `instant`, so a split there is exact."""
-        return self.horizon is None or instant > self.horizon
-
     def used_as_of(self, refreshes: tuple[datetime, ...], as_of: datetime) -> int:
         """Usage counted when refreshes up to `as_of` are in effect (views of the past)."""
         reset = last_reset_for(self.valid_from, self.valid_until, refreshes, as_of)
         if reset == self.last_reset:
             return self.used_micro
-        return self._count_from(reset)
+        return _sum_from(self.segments, reset)
 
-    def _count_from(self, reset: datetime) -> int:
-        folded = sum(micro for start, micro in self.compacted if start >= reset)
-        return folded + self.log.sum_from(reset)
-
-    def with_usage(self, instant: datetime, micro: int, refreshes: tuple[datetime, ...],
-                   entries_max: int) -> "Package":
+    def with_usage(self, instant: datetime, micro: int, refreshes: tuple[datetime, ...]) -> "Package":
         """Record one charge at its event time (counted only if at/after the last reset)."""
         if not self.valid_from <= instant < self.valid_until:
             raise LedgerInvariantError("usage attributed to a package not containing it")
+        segments = self.segments
+        last = segments[-1] if segments else None
+        if last is not None and last[0] <= instant and (
+                last[0] == self.last_reset or instant < _next_boundary(refreshes, last[0])):
+            # The hot path: usage in the newest segment that has usage.
+            segments = segments[:-1] + ((last[0], last[1] + micro),)
+        else:
+            segments = _add(segments, segment_start(self.valid_from, refreshes, instant), micro)
         used = self.used_micro + micro if instant >= self.last_reset else self.used_micro
-        log = self.log.append(instant, micro)
-        package = Package(  # positional on purpose: the hot path (dataclasses.replace is ~8 us)
+        return Package(  # positional on purpose: the hot path (dataclasses.replace is ~8 us)
             self.tier, self.period, self.currency, self.valid_from, self.valid_until, self.anchor,
             self.index, self.period_months, self.credits_limit_micro, self.opened_by,
-            self.last_reset, used, log, self.compacted, self.horizon, self.exhausted)
-        if log._n > entries_max:
-            package = package._compact(refreshes)
-        return package
+            self.last_reset, used, segments, self.exhausted)
 
-    def _compact(self, refreshes: tuple[datetime, ...]) -> "Package":
-        """Fold the oldest half of the log into per-segment totals; advance the horizon."""
-        ordered = sorted(self.log.entries(), key=lambda entry: entry[0])
-        cut = len(ordered) // 2
-        folded, kept = ordered[:cut], ordered[cut:]
-        totals = dict(self.compacted)
-        for instant, micro in folded:
-            start = segment_start(self.valid_from, refreshes, instant)
-            totals[start] = totals.get(start, 0) + micro
-        horizon = folded[-1][0] if self.horizon is None else max(self.horizon, folded[-1][0])
-        package = replace(self, log=UsageLog(list(kept)), compacted=tuple(sorted(totals.items())),
-                          horizon=horizon)
-        invariant(package._count_from(package.last_reset) == package.used_micro,
-                  "compaction changed the counted usage")
-        return package
+    def needs_entries_to_cut(self, instant: datetime, refreshes: tuple[datetime, ...]) -> bool:
+        """True when a cut at `instant` splits a segment holding usage (its entries are needed)."""
+        start = segment_start(self.valid_from, refreshes, instant)
+        return start != instant and any(s == start and micro for s, micro in self.segments)
 
-    def with_refreshes(self, refreshes: tuple[datetime, ...]) -> "Package":
-        """Re-derive last_reset and the counted usage after the refresh set changed."""
+    def with_refreshes(self, refreshes: tuple[datetime, ...], entries: Entries | None) -> "Package":
+        """Re-cut the segments and re-derive last_reset after the refresh set changed.
+
+        `entries` (this package's usage entries) are needed only when a new refresh
+        instant cuts a segment that holds usage (`needs_entries_to_cut`).
+        """
         reset = last_reset_for(self.valid_from, self.valid_until, refreshes)
-        if reset == self.last_reset:
+        if entries is None:  # the caller checked `needs_entries_to_cut` for the new instants
+            segments = self.segments
+        else:
+            segments = segment_sums(entries, self.valid_from, self.valid_until, refreshes)
+            invariant(sum(m for _, m in segments) == sum(m for _, m in self.segments),
+                      "usage entries do not match the package's segments")
+        if reset == self.last_reset and segments == self.segments:
             return self
-        invariant(self.can_split_at(reset) or reset <= self.last_reset,
-                  "refresh applied across the compaction horizon")
-        return replace(self, last_reset=reset, used_micro=self._count_from(reset))
+        return replace(self, last_reset=reset, segments=segments, used_micro=_sum_from(segments, reset))
 
-    def split_at(self, instant: datetime, refreshes: tuple[datetime, ...]
-                 ) -> tuple["Package", list[tuple[datetime, int]]]:
+    def split_at(self, instant: datetime, refreshes: tuple[datetime, ...], entries: Entries
+                 ) -> tuple["Package", Entries]:
         """Close this package at `instant`; return it and the usage entries at/after `instant`."""
-        invariant(self.can_split_at(instant), "split across the compaction horizon")
-        before = [e for e in self.log.entries() if e[0] < instant]
-        moved = [e for e in self.log.entries() if e[0] >= instant]
+        inside = [e for e in entries if self.valid_from <= e[0] < self.valid_until]
+        invariant(sum(m for _, m in inside) == sum(m for _, m in self.segments),
+                  "usage entries do not match the package's segments")
+        before = [e for e in inside if e[0] < instant]
+        moved = [e for e in inside if e[0] >= instant]
         reset = last_reset_for(self.valid_from, instant, refreshes)
-        closed = replace(self, valid_until=instant, log=UsageLog(before), last_reset=reset)
-        closed = replace(closed, used_micro=closed._count_from(reset))
+        segments = segment_sums(before, self.valid_from, instant, refreshes)
+        closed = replace(self, valid_until=instant, last_reset=reset, segments=segments,
+                         used_micro=_sum_from(segments, reset))
         return closed, moved
 
     def with_entries(self, entries: Iterable[tuple[datetime, int]],
-                     refreshes: tuple[datetime, ...], entries_max: int) -> "Package":
+                     refreshes: tuple[datetime, ...]) -> "Package":
         """Record several charges (usage moved here by an upgrade)."""
         package = self
         for instant, micro in entries:
-            package = package.with_usage(instant, micro, refreshes, entries_max)
+            package = package.with_usage(instant, micro, refreshes)
         return package
+
+
+def _next_boundary(refreshes: tuple[datetime, ...], start: datetime) -> datetime:
+    """The first refresh instant after `start` (datetime.max when none): where its segment ends."""
+    index = bisect.bisect_right(refreshes, start)
+    return refreshes[index] if index < len(refreshes) else datetime.max.replace(tzinfo=start.tzinfo)
+
+
+def _add(segments: tuple[tuple[datetime, int], ...], start: datetime, micro: int
+         ) -> tuple[tuple[datetime, int], ...]:
+    totals = dict(segments)
+    totals[start] = totals.get(start, 0) + micro
+    return tuple(sorted(totals.items()))

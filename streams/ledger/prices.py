@@ -23,6 +23,7 @@ from streams.ledger.rejections import Reason
 
 if TYPE_CHECKING:
     from streams.ledger.account import AccountState
+    from streams.ledger.memory import EventMemory
     from streams.ledger.packages import Package
 
 __all__ = ["DiscountFlags", "PriceQuote", "purchase_price", "quote", "round_money",
@@ -108,7 +109,7 @@ def _refused(reason: Reason) -> dict:
 
 
 def quote(state: "AccountState | None", action: str, tier: str, period: str, currency: str,
-          auto_renew: bool, at: datetime, catalog: Catalog) -> dict:
+          auto_renew: bool, at: datetime, catalog: Catalog, memory: "EventMemory | None" = None) -> dict:
     """What the account would pay at `at` for a purchase or an upgrade (issue 3's quote JSON).
 
     Returns {"allowed": true, "amount", "currency", "discount"} or
@@ -120,7 +121,10 @@ def quote(state: "AccountState | None", action: str, tier: str, period: str, cur
     decide = decide_purchase if action == "purchase" else decide_upgrade
     if action not in ("purchase", "upgrade"):
         raise ValueError(f"unknown action {action!r}")
-    outcome = decide(state, tier, period, currency, auto_renew, at, catalog)
+    if action == "upgrade" and memory is not None:
+        outcome = decide_upgrade(state, tier, period, currency, auto_renew, at, catalog, memory=memory)
+    else:
+        outcome = decide(state, tier, period, currency, auto_renew, at, catalog)
     if isinstance(outcome, Reason):
         return _refused(outcome)
     price = outcome.price

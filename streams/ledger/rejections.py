@@ -42,6 +42,7 @@ class Reason(StrEnum):
     UNKNOWN_MODEL = "unknown_model"
     NO_CATALOG_VERSION = "no_catalog_version"
     USAGE_OUTSIDE_PACKAGE = "usage_outside_package"
+    USAGE_TOO_LATE = "usage_too_late"
     PERIOD_PRUNED = "period_pruned"
     PACKAGE_ALREADY_VALID = "package_already_valid"
     NO_VALID_PACKAGE = "no_valid_package"
@@ -77,18 +78,20 @@ _EXPLANATIONS: dict[Reason, str] = {
     Reason.UNKNOWN_MODEL: "the model is not in the catalog in effect at occurred_at",
     Reason.NO_CATALOG_VERSION: "no catalog version is in effect at occurred_at",
     Reason.USAGE_OUTSIDE_PACKAGE: "occurred_at falls outside every package period of the account",
+    Reason.USAGE_TOO_LATE: ("occurred_at is more than lateness_max before the latest usage already applied "
+                            "on its partition: too late to charge (and older than the dedupe memory)"),
     Reason.PERIOD_PRUNED: "occurred_at falls in a package period older than packages_max kept",
     Reason.PACKAGE_ALREADY_VALID: "a package is still valid; upgrade instead of purchasing",
     Reason.NO_VALID_PACKAGE: "no package is valid at occurred_at",
     Reason.DOWNGRADE_NOT_ALLOWED: "the new tier is not strictly higher than the valid package's",
     Reason.UPGRADE_FROM_MAX: "the valid package is already Max",
-    Reason.UPGRADE_TOO_LATE: "usage around the upgrade instant was compacted; cannot split exactly",
+    Reason.UPGRADE_TOO_LATE: "kept for old logs: no longer produced (usage entries are never compacted now)",
     Reason.UPGRADE_ORPHANS_USAGE: ("usage already recorded after the end of the package the upgrade would open "
                                    "(a shorter period): it would belong to no package"),
     Reason.NO_PACKAGE_TO_RENEW: "the account has no package to renew",
     Reason.RENEWAL_LAPSED: "the period the renewal would open is already over at occurred_at",
     Reason.PLAN_EVENT_OUT_OF_ORDER: "a plan event predates the account's latest package",
-    Reason.REFRESH_TOO_LATE: "usage around the refresh instant was compacted; cannot split exactly",
+    Reason.REFRESH_TOO_LATE: "kept for old logs: no longer produced (usage entries are never compacted now)",
     Reason.TOO_MANY_REFRESHES: "the account already holds refreshes_max refresh instants",
     Reason.UNKNOWN_TIER: "the tier or period is not in the catalog",
     Reason.UNKNOWN_PRICE: "the catalog has no price for this tier, period and currency",

@@ -8,6 +8,7 @@ import pytest
 
 from streams.ledger import Ledger, Rejection, decode_event, load_catalog, step
 from streams.ledger.limits import DEFAULT_LIMITS
+from streams.ledger.memory import InMemoryEventMemory
 
 _ids = itertools.count()
 
@@ -69,11 +70,16 @@ def ledger(catalog):
     return Ledger(catalog)
 
 
-def run(catalog, *events: dict, limits=DEFAULT_LIMITS):
-    """Fold events for one account through `step`; returns (state, results)."""
+def run(catalog, *events: dict, limits=DEFAULT_LIMITS, memory: InMemoryEventMemory | None = None):
+    """Fold events for one account through `step` with an event memory (a fresh one
+    unless given: pass your own to step on after the fold); returns (state, results)."""
+    memory = InMemoryEventMemory() if memory is None else memory
     state, results = None, []
     for data in events:
-        result = step(state, ev(data), catalog, limits)
+        event = ev(data)
+        result = step(state, event, catalog, limits, memory=memory)
+        if result.state is not None:
+            memory.record_applied(result.state.account_id, event, result)
         state = result.state
         results.append(result)
     return state, results

@@ -1,8 +1,10 @@
 """account.py: step over one account: packages, upgrades, renewals, refresh, exhaustion, duplicates."""
+from datetime import timedelta
 from decimal import Decimal
 
 from schemas.outputs import BalanceChanged, QuotaExhausted, QuotaRestored
 from streams.ledger import account_view, step
+from streams.ledger.memory import InMemoryEventMemory
 from streams.ledger.limits import Limits
 from tests.ledger.conftest import ev, purchase, refresh, renew, run, upgrade, usage, utc
 
@@ -114,9 +116,11 @@ def test_unknown_model_rejected_not_free(catalog):
 
 
 def test_tts_usage_recorded_at_zero_credits(catalog):
-    state, results = run(catalog, purchase(), usage(model="MiMo-V2.5-TTS", out=1000))
+    memory = InMemoryEventMemory()
+    state, results = run(catalog, purchase(), usage(model="MiMo-V2.5-TTS", out=1000), memory=memory)
     assert results[-1].rejection is None and results[-1].facts[0].credits_charged == 0
-    assert len(state.packages[0].log) == 1 and state.applied.get(results[-1].facts[0].cause_event_id)
+    assert len(memory.usage_entries("alice", state.packages[0].opened_by)) == 1
+    assert memory.fingerprint_of("alice", results[-1].facts[0].cause_event_id)
 
 
 def test_exhaustion_emitted_exactly_once_and_remaining_never_negative(catalog):
@@ -147,24 +151,47 @@ def test_upgrade_restores_exhausted_account(catalog):
 
 
 def test_duplicate_is_noop_and_conflict_is_rejected(catalog):
-    state, _ = run(catalog, purchase(), usage(event_id="same", miss=10))
-    again = step(state, ev(usage(event_id="same", miss=10, at="2026-05-02T10:00:00Z")), catalog)
+    memory = InMemoryEventMemory()
+    state, _ = run(catalog, purchase(), usage(event_id="same", miss=10), memory=memory)
+    again = step(state, ev(usage(event_id="same", miss=10, at="2026-05-02T10:00:00Z")), catalog, memory=memory)
     assert again.duplicate and again.state is state and again.facts == [] and again.rejection is None
     # same id, same content written with another offset: still the same event
     same_instant = usage(event_id="same", miss=10, at="2026-05-02T18:00:00+08:00")
-    assert step(state, ev(same_instant), catalog).duplicate
-    conflict = step(state, ev(usage(event_id="same", miss=11)), catalog)
+    assert step(state, ev(same_instant), catalog, memory=memory).duplicate
+    conflict = step(state, ev(usage(event_id="same", miss=11)), catalog, memory=memory)
     assert conflict.rejection.reason == "duplicate_conflict" and conflict.state is state
     # extra fields are ignored, so they do not make a conflict
-    assert step(state, ev(usage(event_id="same", miss=10, trace="x")), catalog).duplicate
+    assert step(state, ev(usage(event_id="same", miss=10, trace="x")), catalog, memory=memory).duplicate
+
+
+def test_retry_after_thousands_of_events_is_still_a_duplicate(catalog):
+    # The old dedupe kept 512 ids per account: a retry after 3,000 other events was charged twice.
+    memory = InMemoryEventMemory()
+    first = usage(event_id="early", miss=10, at="2026-05-01T01:00:00Z")
+    later = [usage(at=f"2026-05-0{2 + i // 1000}T00:00:{i % 60:02d}Z", hit=1) for i in range(3000)]
+    state, _ = run(catalog, purchase(), first, *later, memory=memory)
+    retry = step(state, ev(first), catalog, memory=memory)
+    assert retry.duplicate and retry.state is state and retry.facts == []
+
+
+def test_usage_older_than_lateness_max_is_refused_with_its_own_reason(catalog):
+    limits = Limits(lateness_max=timedelta(days=2), dedupe_window=timedelta(days=2))
+    state, _ = run(catalog, purchase(), usage(at="2026-05-10T00:00:00Z", miss=1), limits=limits)
+    high_water = utc(2026, 5, 10)
+    late = step(state, ev(usage(at="2026-05-07T23:59:59Z", miss=1)), catalog, limits, high_water=high_water)
+    assert late.rejection.reason == "usage_too_late" and late.state is state
+    assert "lateness_max" in late.rejection.detail
+    edge = step(state, ev(usage(at="2026-05-08T00:00:00Z", miss=1)), catalog, limits, high_water=high_water)
+    assert edge.rejection is None  # exactly lateness_max behind is still accepted
 
 
 def test_step_never_mutates_its_input(catalog):
-    state, _ = run(catalog, purchase(), usage(miss=10))
+    memory = InMemoryEventMemory()
+    state, _ = run(catalog, purchase(), usage(miss=10), memory=memory)
     before = state.to_dict()
-    step(state, ev(usage(miss=20)), catalog)
-    step(state, ev(refresh(at="2026-05-03T00:00:00Z", account="alice")), catalog)
-    step(state, ev(upgrade()), catalog)
+    step(state, ev(usage(miss=20)), catalog, memory=memory)
+    step(state, ev(refresh(at="2026-05-01T12:00:00Z", account="alice")), catalog, memory=memory)
+    step(state, ev(upgrade()), catalog, memory=memory)
     assert state.to_dict() == before
 
 
@@ -195,15 +222,16 @@ def test_refresh_lifts_exhaustion(catalog):
     assert any(isinstance(f, QuotaRestored) for f in results[-1].facts)
 
 
-def test_refresh_too_late_after_compaction(catalog):
-    limits = Limits(usage_entries_max=4)
-    events = [purchase()] + [usage(at=f"2026-05-0{d}T00:00:00Z", miss=1) for d in range(2, 8)]
-    state, _ = run(catalog, *events, limits=limits)
-    assert state.packages[0].horizon is not None and len(state.packages[0].log) <= 4
-    late = step(state, ev(refresh(at="2026-05-02T12:00:00Z", account="alice")), catalog, limits)
-    assert late.rejection.reason == "refresh_too_late"
-    fine = step(state, ev(refresh(at="2026-05-06T12:00:00Z", account="alice")), catalog, limits)
-    assert fine.rejection is None and fine.state.packages[0].used_micro == 300 * 10**6
+def test_late_refresh_splits_exactly_however_many_events_came_before(catalog):
+    # No compaction horizon any more: the entries are in the event memory, so a refresh
+    # arriving after thousands of events still splits the package exactly.
+    memory = InMemoryEventMemory()
+    events = [purchase()] + [usage(at=f"2026-05-{2 + i // 500:02d}T00:00:{i % 60:02d}Z", miss=1)
+                             for i in range(3000)]
+    state, _ = run(catalog, *events, memory=memory)
+    late = step(state, ev(refresh(at="2026-05-06T00:00:00Z", account="alice")), catalog, memory=memory)
+    assert late.rejection is None
+    assert late.state.packages[0].used_micro == 1000 * 300 * 10**6  # days 6 and 7 (500 each)
 
 
 def test_global_refresh_applies_to_package_opened_later(catalog):
@@ -236,6 +264,6 @@ def test_an_upgrade_to_a_shorter_period_that_would_orphan_recorded_usage_is_refu
     [result] = ledger.feed({"type": "plan.upgraded", "event_id": "up", "occurred_at": "2026-02-01T00:00:00Z",
                             "account_id": "a", "tier": "pro", "period": "monthly", "currency": "USD"})
     assert result.rejection is not None and result.rejection.reason.value == "upgrade_orphans_usage"
-    from datetime import datetime, timezone
+    from datetime import timedelta, datetime, timezone
     view = ledger.result(datetime(2026, 3, 21, tzinfo=timezone.utc))["accounts"]["a"]
     assert view["tier"] == "lite" and view["credits_used"] == "1000"

@@ -1,4 +1,6 @@
 """limits.py and rejections.py: defaults, validation, named reasons, redaction, invariant errors."""
+from datetime import timedelta
+
 import pytest
 
 from streams.ledger import Limits, Reason, redact
@@ -8,11 +10,14 @@ from streams.ledger.rejections import reject
 
 def test_defaults_and_bounds():
     limits = Limits()
-    assert (limits.tokens_per_field_max, limits.event_id_length_max, limits.applied_ids_max) == (10_000_000, 128, 512)
+    assert (limits.tokens_per_field_max, limits.event_id_length_max) == (10_000_000, 128)
+    assert limits.lateness_max == limits.dedupe_window == timedelta(days=35)
     with pytest.raises(ValueError):
         Limits(tokens_per_field_max=20_000_000)  # may tighten the contract, never loosen it
     with pytest.raises(ValueError):
-        Limits(applied_ids_max=0)
+        Limits(dedupe_window=timedelta(days=30))  # shorter than lateness_max: a retry could charge twice
+    with pytest.raises(ValueError):
+        Limits(lateness_max=timedelta(0))
 
 
 def test_every_reason_explained():

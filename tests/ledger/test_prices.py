@@ -3,6 +3,7 @@ from decimal import Decimal
 
 import pytest
 
+from streams.ledger.memory import InMemoryEventMemory
 from streams.ledger.prices import DiscountFlags, purchase_price, quote, round_money, upgrade_price
 from tests.ledger.conftest import purchase, run, upgrade, usage, utc
 
@@ -99,11 +100,12 @@ def test_quote_purchase_then_refused_while_valid(catalog):
 
 
 def test_quote_upgrade(catalog):
+    memory = InMemoryEventMemory()
     state, _ = run(catalog, purchase(at="2026-05-01T00:00:00Z"),
-                   usage(at="2026-05-02T10:00:00Z", miss=10_000_000))
-    answer = quote(state, "upgrade", "pro", "monthly", "USD", False, utc(2026, 5, 3), catalog)
+                   usage(at="2026-05-02T10:00:00Z", miss=10_000_000), memory=memory)
+    answer = quote(state, "upgrade", "pro", "monthly", "USD", False, utc(2026, 5, 3), catalog, memory)
     assert answer == {"allowed": True, "amount": "48.39", "currency": "USD", "discount": None}
-    cny = quote(state, "upgrade", "pro", "monthly", "CNY", False, utc(2026, 5, 3), catalog)
+    cny = quote(state, "upgrade", "pro", "monthly", "CNY", False, utc(2026, 5, 3), catalog, memory)
     # 329 - (1.1/4.1) x 39 = 329 - 10.4634.. = 318.54
     assert cny["amount"] == "318.54"
 
@@ -123,9 +125,10 @@ def test_quote_upgrade_from_max_and_without_package(catalog):
 
 
 def test_exhausted_package_has_zero_remaining_for_upgrade(catalog):
+    memory = InMemoryEventMemory()
     state, _ = run(catalog, purchase(at="2026-05-01T00:00:00Z"),
-                   usage(at="2026-05-02T10:00:00Z", out=10_000_000))  # 6B > 4.1B
-    answer = quote(state, "upgrade", "standard", "monthly", "USD", False, utc(2026, 5, 3), catalog)
+                   usage(at="2026-05-02T10:00:00Z", out=10_000_000), memory=memory)  # 6B > 4.1B
+    answer = quote(state, "upgrade", "standard", "monthly", "USD", False, utc(2026, 5, 3), catalog, memory)
     assert answer["amount"] == "16.00"
 
 

@@ -1,0 +1,118 @@
+"""Event memory: what was applied, kept beside the account state, never inside it.
+
+TigerBeetle keeps an account as a small fixed record and its transfers in a store of
+their own, keyed by id (which is also how a retried transfer is recognised). The core
+does the same: `AccountState` holds balances and package headers; the memory holds
+* the **applied event ids** with a content fingerprint, so a retry is charged once
+  however many events came in between (`fingerprint_of`), and
+* every package's **usage entries** at their exact event time, so a late refresh or
+  upgrade splits usage exactly (`usage_entries`).
+
+`step` only *reads* the memory (through `EventMemory`, a protocol: the live worker's
+store reads RocksDB, a replay reads dicts); what an applied event adds comes back in
+its `StepResult` (`fingerprint`, `appended`) and the caller writes it, in the same unit
+of work that writes the account state. Ids expire by event time: an id is kept while
+its day is inside `dedupe_window` of the partition's event-time high-water mark, which
+is never shorter than `lateness_max`, so no accepted usage can duplicate an accepted
+event whose id was dropped.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
+from typing import Protocol
+
+from streams.ledger.packages import Entries
+
+__all__ = ["DAY_S", "EventMemory", "InMemoryEventMemory", "day_of", "expired_before"]
+
+#: Ids are expired in whole days of event time (a bucket is dropped as a whole).
+DAY_S = 86_400
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+class EventMemory(Protocol):
+    """Read side of the event memory, as `step` sees it."""
+
+    def fingerprint_of(self, account_id: str, event_id: str) -> str | None:
+        """The fingerprint recorded for an applied event id, None when not remembered."""
+        ...
+
+    def usage_entries(self, account_id: str, package_id: str) -> Entries:
+        """Every usage entry appended for the package `package_id` (its `opened_by`)."""
+        ...
+
+
+def day_of(instant: datetime) -> int:
+    """The event-time day (days since 1970-01-01 UTC) an id is bucketed under."""
+    return int((instant - _EPOCH).total_seconds()) // DAY_S
+
+
+def expired_before(high_water: datetime | None, window: timedelta) -> int | None:
+    """Days strictly below this one are outside the dedupe window (None: nothing expires yet).
+
+    A day d covers [d, d + 1 day); it is dropped once all of it lies before
+    high_water - window.
+    """
+    if high_water is None:
+        return None
+    return day_of(high_water - window) if high_water - window >= _EPOCH else None
+
+
+class InMemoryEventMemory:
+    """Dict-backed event memory (replays, quotes, tests): the same semantics as the worker's store."""
+
+    def __init__(self) -> None:
+        self._ids: dict[tuple[str, str], str] = {}
+        self._days: dict[int, list[tuple[str, str]]] = defaultdict(list)
+        self._entries: dict[tuple[str, str], Entries] = {}
+
+    def fingerprint_of(self, account_id: str, event_id: str) -> str | None:
+        return self._ids.get((account_id, event_id))
+
+    def usage_entries(self, account_id: str, package_id: str) -> Entries:
+        return list(self._entries.get((account_id, package_id), ()))
+
+    def remember(self, account_id: str, event_id: str, fingerprint: str, occurred_at: datetime) -> None:
+        """Record an applied event id under its event-time day."""
+        key = (account_id, event_id)
+        if key not in self._ids:
+            self._days[day_of(occurred_at)].append(key)
+        self._ids[key] = fingerprint
+
+    def append(self, account_id: str, appended: Iterable[tuple[str, datetime, int]]) -> None:
+        """Append (package_id, occurred_at, micro) usage entries."""
+        for package_id, instant, micro in appended:
+            entries = self._entries.get((account_id, package_id))
+            if entries is None:
+                entries = self._entries[(account_id, package_id)] = []
+            entries.append((instant, micro))
+
+    def expire(self, before_day: int | None) -> int:
+        """Drop the ids of every day < before_day (whole buckets); returns how many."""
+        if before_day is None:
+            return 0
+        dropped = 0
+        for day in [d for d in self._days if d < before_day]:
+            for key in self._days.pop(day):
+                if self._ids.pop(key, None) is not None:
+                    dropped += 1
+        return dropped
+
+    def record_applied(self, account_id: str, event, result) -> None:
+        """What `step`'s result says an applied event adds (ids, entries; pruned packages go)."""
+        if result.fingerprint is None:
+            return
+        self.remember(account_id, event.event_id, result.fingerprint, event.occurred_at)
+        if result.appended:
+            self.append(account_id, result.appended)
+        for package_id in result.forgotten:
+            self.forget_package(account_id, package_id)
+
+    def forget_package(self, account_id: str, package_id: str) -> None:
+        """A pruned package's entries can never be read again."""
+        self._entries.pop((account_id, package_id), None)
+
+    def __len__(self) -> int:
+        return len(self._ids)
