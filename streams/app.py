@@ -71,10 +71,9 @@ ledger_inputs = app.topic(settings.topic(topics.LEDGER_LOG), settings.topic(topi
                           key_type=bytes, value_type=bytes)
 out_topics: dict[str, faust.TopicT] = {name: declare_topic(name) for name in topics.ALL_OUTPUTS}
 
-#: account_id (UTF-8 bytes) -> AccountRecord bytes; changelog partition = ledger-log partition.
+#: The ledger's keyed state, one changelog for all of it (streams.agents.state_store):
+#: account records, partition records, applied ids and usage entries.
 accounts_table = app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes)
-#: b"p<partition>" -> PartitionRecord bytes (global refreshes this partition applied).
-partitions_table = app.Table("partitions", partitions=settings.partitions, key_type=bytes, value_type=bytes)
 
 
 def topic_specs() -> list[TopicSpec]:
@@ -83,7 +82,7 @@ def topic_specs() -> list[TopicSpec]:
     specs = [TopicSpec(settings.topic(name), settings.partitions, topics.TOPIC_CONFIGS.get(name, {})) for name in names]
     # Changelogs too, compacted as faust would make them: created before the group forms.
     specs += [TopicSpec(table.changelog_topic.get_topic_name(), settings.partitions, {"cleanup.policy": "compact"})
-              for table in (accounts_table, partitions_table)]
+              for table in (accounts_table,)]
     # faust's leader-election topic (one partition), so the first join finds it.
     specs.append(TopicSpec(f"{settings.app_id}-__assignor-__leader", 1))
     return specs

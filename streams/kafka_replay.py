@@ -15,8 +15,9 @@ import orjson
 
 from schemas import topics
 from schemas.events import format_instant
-from streams.agents.processor import DictStore, Processor
-from streams.agents.records import LogPosition, source_of
+from streams.agents.processor import Processor
+from streams.agents.records import AccountRecord
+from streams.agents.state_store import DictBackend, PartitionState, RecordCache
 from streams.config import Settings
 from streams.kafka_read import ReadProgress, read_topic
 from streams.ledger import Catalog, Limits, Reason, account_view
@@ -28,16 +29,25 @@ UNREADABLE_REASONS = frozenset({
     Reason.SECRET_IN_EVENT.value, "key_mismatch",
 })
 
+#: Decoded account records a replay keeps (every account of a large log fits).
+REPLAY_RECORDS_CACHED_MAX = 10_000_000
+
+
 @dataclass
 class KafkaReplay:
     """The replayed partitions and where each ended (the end offsets when it started)."""
 
-    stores: dict[int, DictStore]
+    stores: dict[int, DictBackend]
     end_offsets: dict[int, int]
     rejected: list[dict]
+    limits: Limits | None = None
 
-    def accounts(self) -> dict:
-        return {account_id: record for store in self.stores.values() for account_id, record in store.accounts.items()}
+    def accounts(self) -> dict[str, AccountRecord]:
+        records = {}
+        for backend in self.stores.values():
+            for key, value in backend.scan(b"a:"):
+                records[key[2:].decode("utf-8")] = AccountRecord.from_bytes(value, self.limits)
+        return records
 
     def result(self, as_of: datetime) -> dict:
         """The same JSON as the file replay (plus where the log ended).
@@ -72,12 +82,15 @@ async def replay_ledger_log(settings: Settings, catalog: Catalog, limits: Limits
                             on_progress: Callable[[ReadProgress], None] | None = None) -> KafkaReplay:
     """Read ledger-log from the beginning up to its end offsets at start, through Processor."""
     processor = Processor(catalog, limits)
-    replay = KafkaReplay({}, {}, [])
+    replay = KafkaReplay({}, {}, [], limits)
+    cache = RecordCache(REPLAY_RECORDS_CACHED_MAX)
 
     def apply(message) -> None:
-        store = replay.stores.setdefault(message.partition, DictStore())
-        emitted = processor.process(message.value or b"", message.key, LogPosition(message.partition, message.offset),
-                                    source_of(message.headers), store, as_of)
+        backend = replay.stores.setdefault(message.partition, DictBackend())
+        state = PartitionState(backend, message.partition, limits, cache, message.offset)
+        emitted = processor.process_record(message.value, message.key, message.headers, message.offset, state, as_of)
+        backend.write(state.finish())
+        state.commit_to_cache()
         replay.rejected.extend(_rejection_entry(emit.value) for emit in emitted if emit.topic == topics.REJECTED)
 
     replay.end_offsets = await read_topic(settings.bootstrap_servers, settings.topic(topics.LEDGER_LOG), apply,

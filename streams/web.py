@@ -17,8 +17,11 @@ from schemas.events import parse_instant
 from streams.ledger import Rejection, decode_event
 from streams.agents import stats
 from streams.agents.processor import status_view
-from streams.agents.store import read_record
+from streams.agents.state_store import account_key
+from streams.agents.status import record_cache
 from streams.app import accounts_table, app, limits, plans_topic, settings
+from streams.agents.records import AccountRecord
+from streams.ledger.partitioning import key_partition
 
 #: What a gateway should do on 503 (the README says the same).
 RETRY_AFTER_MS = 200
@@ -77,11 +80,26 @@ class AccountQuota(View):
             pass
         except Exception as error:  # the owner is unknown or unreachable mid-rebalance
             return unavailable(self, f"routing ({type(error).__name__})")
-        record = read_record(accounts_table, key, limits)
+        record = read_account(account_id)
         body = status_view(record, as_of)
         body["account_id"] = account_id
         body["served_by"] = settings.advertised_url  # the owner, also when the request was routed
         return json_response(self, body)
+
+
+def read_account(account_id: str) -> AccountRecord | None:
+    """The account's record from the cache, else from the local RocksDB of its partition."""
+    key = account_key(account_id)
+    record = record_cache.get(key)
+    if record is not None:
+        return record
+    db = accounts_table.data._dbs.get(key_partition(account_id.encode("utf-8"), settings.partitions))
+    raw = None if db is None else db.get(key)
+    if raw is None:
+        return None
+    record = AccountRecord.from_bytes(raw, limits)
+    record_cache.put(key, record)
+    return record
 
 
 def admin_refusal(view: View, request: Request) -> Response | None:

@@ -1,72 +1,139 @@
-"""The ledger agent: ledger-log (and clock ticks) in, table state and out-topics out.
+"""The ledger agent: ledger-log records (and clock ticks) in, table state and out-topics out.
 
 It holds no rules: `streams.agents.processor` decodes, the core decides, and this
-module only moves bytes between Kafka, the tables and the processor.
+module only moves bytes between Kafka, the table and the processor.
+
+One ledger-log record (v2: a batch of one partition's events) is one unit of work,
+made durable in this order before faust may ack it (the agent awaits each step):
+1. the facts (balance-changed, quota-exhausted, quota-status, rejected) are delivered;
+2. the record's state writes go to the table's changelog partition, in one ordered run
+   (event memory, accounts, the partition record last), and are delivered;
+3. they are written to the local RocksDB in one atomic WriteBatch, and faust's
+   persisted changelog offset is moved past them.
+A crash anywhere redelivers the record: if nothing of it reached the changelog it is
+applied again from the same state (same facts, same ids); if a prefix did, the
+accounts whose record holds this offset are skipped and the memory values it wrote
+are ignored (`PartitionState`). faust's per-write path (one producer future and log
+record per table write) is not used: the writes go as record batches (`Outbox`).
 """
 from __future__ import annotations
 
 import logging
+import os
 from datetime import datetime, timezone
+
+from faust.types import TP
+from rocksdict import WriteBatch
 
 from schemas import topics
 from streams.agents import stats
-from streams.agents.processor import Processor, change_instants
-from streams.agents.records import AccountRecord, LogPosition, source_of
-from streams.agents.status import expiry_index
-from streams.agents.store import TableStore, check_position
-from streams.app import accounts_table, app, catalog, ledger_inputs, limits, out_topics, partitions_table, settings
+from streams.agents.outbox import Outbox
+from streams.agents.processor import LedgerHoleError, Processor, change_instants
+from streams.agents.state_store import PartitionState, RecordCache, Writes
+from streams.agents.status import expiry_index, record_cache
+from streams.app import accounts_table, app, catalog, kafka_producer, ledger_inputs, limits, settings
 
 logger = logging.getLogger(__name__)
 processor = Processor(catalog, limits)
 CLOCK_TOPIC = settings.topic(topics.CLOCK)
+#: Exit status of a worker that met a hole in ledger-log (`tokenplan worker` restarts it).
+EXIT_LEDGER_HOLE = 75
 
 
-class IndexedStore(TableStore):
-    """TableStore that tells the expiry index when an account's view will next change."""
+class RocksBackend:
+    """One partition's RocksDB (faust's store of the accounts table), read directly."""
 
-    now: datetime  # set by the agent: one clock reading per event
+    def __init__(self, db) -> None:
+        self.db = db
 
-    def put(self, account_id: str, record: AccountRecord) -> None:
-        super().put(account_id, record)
-        for instant in change_instants(record.state, self.now):
-            expiry_index.note(self.partition, account_id, instant)
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
+
+    def scan(self, prefix: bytes):
+        for key, value in self.db.items(from_key=prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
 
 
-def on_tick(store: IndexedStore, now: datetime):
+def partition_state(partition: int, offset: int | None, cache: RecordCache) -> PartitionState:
+    """The state of `partition` as the table's local RocksDB holds it."""
+    db = accounts_table.data._db_for_partition(partition)
+    return PartitionState(RocksBackend(db), partition, limits, cache, offset)
+
+
+def on_tick(state: PartitionState, now: datetime):
     """Accounts of this partition whose view may have changed by `now`."""
-    if expiry_index.is_built(store.partition):
-        return processor.tick(store, expiry_index.due(store.partition, now), now)
+    if expiry_index.is_built(state.partition):
+        return processor.tick(state, expiry_index.due(state.partition, now), now)
     # First tick since an assignment: index every account, and check every account
     # once (its package may have ended while no worker owned the partition).
-    account_ids = list(store.account_ids())
+    account_ids = state.account_ids()
     entries = []
     for account_id in account_ids:
-        record = store.get(account_id)
+        record = state.get(account_id)
         if record is not None:
             entries.extend((instant, account_id) for instant in change_instants(record.state, now))
-    expiry_index.build(store.partition, entries)
-    return processor.tick(store, account_ids, now)
+    expiry_index.build(state.partition, entries)
+    return processor.tick(state, account_ids, now)
+
+
+async def make_durable(emitted, writes: Writes, partition: int) -> None:
+    """Facts delivered, then the state's changelog delivered, then the local RocksDB written."""
+    facts = Outbox(settings.partitions)
+    for emit in emitted:
+        facts.add(settings.topic(emit.topic), emit.key, emit.value, None if emit.key else partition)
+    producer = kafka_producer()
+    if len(facts):
+        await facts.send(producer)
+    changelog = accounts_table.changelog_topic.get_topic_name()
+    ordered = writes.ordered()
+    state_box = Outbox(settings.partitions)
+    for key, value in ordered:
+        state_box.add(changelog, key, value, partition)
+    delivered = await state_box.send(producer)
+    store = accounts_table.data
+    db = store._dbs.get(partition)
+    if db is None:  # revoked while delivering: the new owner recovers it from the changelog
+        return
+    batch = WriteBatch(raw_mode=True)
+    for key, value in ordered:
+        if value is None:
+            batch.delete(key)
+        else:
+            batch.put(key, value)
+    db.write(batch)
+    offset = delivered.get((changelog, partition))
+    if offset is not None:
+        store.set_persisted_offset(TP(changelog, partition), offset)
 
 
 @app.agent(ledger_inputs, concurrency=1)
 async def apply_ledger_log(stream) -> None:
-    """One event at a time: table writes go to the changelog partition of the current event."""
+    """One record at a time, each made durable before the next (see the module docstring)."""
     async for event in stream.events():
         message = event.message
-        store = IndexedStore(accounts_table, partitions_table, message.partition, settings.partitions, limits)
-        now = store.now = datetime.now(timezone.utc)
+        partition = message.partition
+        now = datetime.now(timezone.utc)
         if message.topic == CLOCK_TOPIC:
-            emitted = on_tick(store, now)
+            state = partition_state(partition, None, record_cache)
+            emitted = on_tick(state, now)
         else:
-            expected = check_position(message.partition, message.offset)
-            if expected is not None:
-                logger.warning("ledger-log partition %d: applying offset %d where %d was expected (%s)",
-                               message.partition, message.offset, expected,
-                               "a gap: records skipped" if message.offset > expected else "a rewind: records again")
-            emitted = processor.process(
-                message.value if message.value is not None else b"", message.key,
-                LogPosition(message.partition, message.offset), source_of(message.headers), store, now,
-            )
-            stats.count(message.topic)
-        for emit in emitted:  # buffered; faust flushes the producer before committing offsets
-            out_topics[emit.topic].send_soon(key=emit.key, value=emit.value)
+            state = partition_state(partition, message.offset, record_cache)
+            try:
+                emitted = processor.process_record(message.value, message.key, message.headers, message.offset,
+                                                   state, now)
+            except LedgerHoleError as error:
+                # Never ack past a hole: stop at once (no ack, no commit) and let `tokenplan
+                # worker` start again from the committed offsets.
+                logger.critical("%s; restarting from the committed offsets", error)
+                logging.shutdown()
+                os._exit(EXIT_LEDGER_HOLE)
+            stats.count(message.topic, state.events_count)
+        writes = state.finish()
+        if writes or emitted:
+            await make_durable(emitted, writes, partition)
+        state.commit_to_cache()
+        for account_id, record in state.written_records():
+            for instant in change_instants(record.state, now):
+                expiry_index.note(partition, account_id, instant)

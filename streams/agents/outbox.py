@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from streams.agents.store import key_partition
+from streams.ledger.partitioning import key_partition
 
 Headers = Sequence[tuple[str, bytes]]
 

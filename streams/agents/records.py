@@ -19,8 +19,9 @@ from streams.ledger import AccountState, Limits, redact
 
 _Fragment = orjson.Fragment
 
-#: Bump with an upcaster when the table value layout changes.
-RECORD_FORMAT_VERSION = 1
+#: Bump with an upcaster when the table value layout changes. 2: small records (the event
+#: memory moved to keys of its own); state of version 1 is rebuilt by a replay.
+RECORD_FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -47,18 +48,27 @@ def source_of(headers) -> Source | None:
 
 @dataclass(frozen=True)
 class LogPosition:
-    """Where the ledger read an event: the sequenced ledger-log partition and offset."""
+    """Where the ledger read an event: the ledger-log partition and offset, and for a v2
+    (batch) record the event's index inside it."""
 
     partition: int
     offset: int
+    index: int | None = None
 
     def to_dict(self) -> dict[str, int]:
-        return {"partition": self.partition, "offset": self.offset}
+        if self.index is None:
+            return {"partition": self.partition, "offset": self.offset}
+        return {"partition": self.partition, "offset": self.offset, "index": self.index}
 
 
 @dataclass
 class AccountRecord:
-    """One account's table value."""
+    """One account's table value: small and fixed-size (the core's state is headers only).
+
+    `log` is the ledger-log position of the last record that changed the account: a
+    record at or below it was applied already (after a torn write, the recovered
+    changelog may hold this record but not the partition's watermark).
+    """
 
     state: AccountState
     log: LogPosition
@@ -70,11 +80,11 @@ class AccountRecord:
     def to_bytes(self) -> bytes:
         return orjson.dumps({
             "v": RECORD_FORMAT_VERSION,
-            "state": _Fragment(self.state.to_json()),  # exactly the bytes of state.to_dict()
-            "log": self.log.to_dict(),
-            "source": None if self.source is None else self.source.to_dict(),
-            "event_time": self.event_time,
-            "status_key": None if self.status_key is None else list(self.status_key),
+            "s": _Fragment(self.state.to_json()),
+            "l": [self.log.partition, self.log.offset, self.log.index],
+            "src": None if self.source is None else [self.source.topic, self.source.partition, self.source.offset],
+            "t": self.event_time,
+            "k": None if self.status_key is None else list(self.status_key),
         })
 
     @classmethod
@@ -82,34 +92,47 @@ class AccountRecord:
         data = orjson.loads(raw)
         if data.get("v") != RECORD_FORMAT_VERSION:
             raise ValueError(f"unknown account record version {data.get('v')!r}")
-        source = data.get("source")
-        status_key = data.get("status_key")
+        source, status_key = data.get("src"), data.get("k")
         return cls(
-            state=AccountState.from_dict(data["state"], limits),
-            log=LogPosition(**data["log"]),
-            source=None if source is None else Source(**source),
-            event_time=data.get("event_time"),
+            state=AccountState.from_dict(data["s"], limits),
+            log=LogPosition(*data["l"]),
+            source=None if source is None else Source(*source),
+            event_time=data.get("t"),
             status_key=None if status_key is None else tuple(status_key),
         )
 
 
 @dataclass
 class PartitionRecord:
-    """Per-partition ledger state: the global refreshes this partition has applied."""
+    """Per-partition ledger state, written with every record applied on the partition.
+
+    next_offset: the ledger-log offset expected next (-1: none applied yet). A record
+        below it is a redelivery (skipped); above it, a hole (records not delivered):
+        the ledger refuses to apply past it.
+    high_water: the event-time high-water mark (latest occurred_at of applied usage),
+        RFC 3339, for the lateness rule.
+    id_days: the event-time days that hold remembered ids (expired as whole days).
+    global_refreshes / global_refresh_ids: the global refreshes this partition applied.
+    """
 
     global_refreshes: list[str] = field(default_factory=list)
     global_refresh_ids: list[tuple[str, str]] = field(default_factory=list)
-    log_offset: int = -1
+    next_offset: int = -1
+    high_water: str | None = None
+    id_days: list[int] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return orjson.dumps({"v": RECORD_FORMAT_VERSION, "global_refreshes": self.global_refreshes,
-                             "global_refresh_ids": self.global_refresh_ids, "log_offset": self.log_offset})
+                             "global_refresh_ids": self.global_refresh_ids, "next_offset": self.next_offset,
+                             "high_water": self.high_water, "id_days": self.id_days})
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> "PartitionRecord":
         data = orjson.loads(raw)
+        if data.get("v") != RECORD_FORMAT_VERSION:
+            raise ValueError(f"unknown partition record version {data.get('v')!r}")
         return cls(list(data["global_refreshes"]), [tuple(pair) for pair in data["global_refresh_ids"]],
-                   int(data["log_offset"]))
+                   int(data["next_offset"]), data.get("high_water"), list(data.get("id_days") or ()))
 
 
 #: The most bytes of an original payload a dead letter carries. Inputs may be as large as

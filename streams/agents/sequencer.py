@@ -1,15 +1,18 @@
-"""The sequencer: both input topics into one per-account ledger-log, in applied order.
+"""The sequencer: both input topics into one ledger-log, in applied order, in batches.
 
 Why: the rules depend on the order of an account's package and usage events, and two
-input topics have no order between them. The sequencer forwards each input record,
-byte for byte, to `ledger-log` keyed by account_id (so the partition is the murmur2
-partition the table and lookups use, whatever partitioner a gateway used), with headers
-naming the input topic, partition and offset. The ledger consumes only ledger-log, so
-the order it applied is persisted and a replay of ledger-log reproduces the balances
-exactly.
+input topics have no order between them. The sequencer routes each input record by
+account_id (the murmur2 partition the table and lookups use, whatever partitioner a
+gateway used) and packs the records of one fetch bound for one ledger-log partition
+into one v2 record (`batch_record`: each input event byte for byte, with its input
+topic, partition and offset), up to TOKENPLAN_LEDGER_RECORD_EVENTS_MAX events and
+TOKENPLAN_LEDGER_RECORD_BYTES_MAX bytes. One record is the ledger's unit of work:
+faust acks, commits and redelivers it whole, so a batch can never be torn. The ledger
+consumes only ledger-log, so the order it applied is persisted and a replay of
+ledger-log reproduces the balances exactly.
 
-A `quota.refreshed` without account_id is sent to every ledger-log partition, so it
-reaches every account on every partition (each partition applies it once).
+A `quota.refreshed` without account_id is put in the batch of every ledger-log
+partition, so it reaches every account on every partition (each applies it once).
 
 Why a plain aiokafka consumer and not a faust agent: the sequencer holds no state, and
 a faust stream costs ~0.2 ms of CPU per event where a consume-forward-commit loop costs
@@ -30,7 +33,9 @@ from aiokafka.structs import ConsumerRecord
 
 from schemas import topics
 from streams.agents import stats
+from streams.agents.batch_record import FORMAT_HEADER, InputEvent, encode_batch, encoded_size
 from streams.agents.outbox import Outbox
+from streams.ledger.partitioning import key_partition
 from streams.app import app, settings
 from streams.config import Settings
 
@@ -61,22 +66,48 @@ def is_global_refresh(key: bytes | None, value: bytes) -> bool:
     return isinstance(payload, dict) and payload.get("type") == "quota.refreshed" and payload.get("account_id") is None
 
 
-def forward(message: ConsumerRecord, broadcast_allowed: bool, outbox: Outbox) -> None:
-    """Queue one input record for ledger-log (to every partition for a global refresh)."""
+class Batches:
+    """Input records grouped into v2 ledger-log records, one partition at a time."""
+
+    def __init__(self, partitions: int, events_max: int, bytes_max: int) -> None:
+        self.partitions = partitions
+        self.events_max = events_max
+        self.bytes_max = bytes_max
+        self._open: dict[int, tuple[list[InputEvent], int]] = {}
+        self.closed: list[tuple[int, list[InputEvent]]] = []
+
+    def add(self, partition: int, event: InputEvent) -> None:
+        events, size = self._open.get(partition, ([], 0))
+        grown = size + encoded_size(event)
+        if events and (len(events) >= self.events_max or grown > self.bytes_max):
+            self.closed.append((partition, events))
+            events, grown = [], encoded_size(event)
+        events.append(event)
+        self._open[partition] = (events, grown)
+
+    def close(self) -> list[tuple[int, list[InputEvent]]]:
+        """Every batch, in the order they filled (per partition: input order)."""
+        batches = self.closed + [(partition, events) for partition, (events, _) in self._open.items()]
+        self._open, self.closed = {}, []
+        return batches
+
+
+def forward(message: ConsumerRecord, broadcast_allowed: bool, batches: Batches) -> None:
+    """Put one input record in the batch of its ledger-log partition (of every one for a global refresh)."""
     stats.count(message.topic)
     value = message.value if message.value is not None else b""
-    headers = [
-        (topics.HEADER_SOURCE_TOPIC, message.topic.encode()),
-        (topics.HEADER_SOURCE_PARTITION, str(message.partition).encode()),
-        (topics.HEADER_SOURCE_OFFSET, str(message.offset).encode()),
-    ]
+    event = InputEvent(message.topic, message.partition, message.offset, message.key, value)
     if broadcast_allowed and is_global_refresh(message.key, value):
         for partition in range(settings.partitions):
-            outbox.add(LEDGER_LOG, None, value, partition, headers)
+            batches.add(partition, event)
         return
     key = routing_key(message.key, value)
     # Without any key the record stays on its input partition; the ledger dead-letters it.
-    outbox.add(LEDGER_LOG, key, value, None if key else message.partition, headers)
+    batches.add(key_partition(key, settings.partitions) if key else message.partition % settings.partitions,
+                event)
+
+
+_V2_HEADERS = [(FORMAT_HEADER, b"2")]
 
 
 class Sequencer(mode.Service):
@@ -132,9 +163,13 @@ class Sequencer(mode.Service):
                                               max_records=self.config.sequencer_batch_max)
         if not fetched:
             return
+        batches = Batches(self.config.partitions, self.config.ledger_record_events_max,
+                          self.config.ledger_record_bytes_max)
         for records in fetched.values():
             for record in records:
-                forward(record, record.topic == self.plans, self.outbox)
+                forward(record, record.topic == self.plans, batches)
+        for partition, events in batches.close():
+            self.outbox.add(LEDGER_LOG, None, encode_batch(events), partition, _V2_HEADERS)
         await self.outbox.send(self.producer)
         await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items()})
 

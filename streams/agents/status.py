@@ -14,10 +14,13 @@ import orjson
 
 from schemas.events import format_instant
 from streams.agents.expiry import ExpiryIndex
-from streams.agents.store import clear_cache
+from streams.agents.state_store import RecordCache
 from streams.app import app, clock_topic, settings
 
 expiry_index = ExpiryIndex()
+#: Decoded account records of the partitions this worker owns (TOKENPLAN_RECORD_CACHE_MAX).
+#: Only the owner writes an account, so it is exact until a rebalance; cleared on revoke.
+record_cache = RecordCache(settings.record_cache_max)
 
 
 @app.timer(settings.status_scan_interval_ms / 1000, on_leader=True)
@@ -30,5 +33,5 @@ async def send_clock_ticks() -> None:
 @app.on_partitions_revoked.connect
 async def forget_partition_caches(sender, revoked, **kwargs) -> None:
     """Partitions may move: drop cached records and rebuild the expiry index on the next tick."""
-    clear_cache()
+    record_cache.clear()
     expiry_index.clear()

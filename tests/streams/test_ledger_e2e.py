@@ -12,7 +12,7 @@ from datetime import timedelta
 import orjson
 import pytest
 
-from streams.agents.store import key_partition
+from streams.ledger.partitioning import key_partition
 from streams.audit import VIEW_FIELDS
 from streams.config import Settings
 from streams.ledger import Ledger, load_catalog

@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from streams.agents.outbox import Outbox
-from streams.agents.store import key_partition
+from streams.ledger.partitioning import key_partition
 
 
 class Batch:
