@@ -16,7 +16,10 @@ from streams.benchmarks.workload import generate
 @dataclass
 class Load:
     """`events` usage events over `accounts` accounts, with retries, from one seed
-    (streams.benchmarks.workload: the benchmarks' traffic)."""
+    (streams.benchmarks.workload: the benchmarks' traffic). A few busy accounts take
+    a large share of the events, and some of their events are retried from far back
+    (after at least 600 of their own events), so the proof below also shows that a
+    retry is charged once however many events of its account came in between."""
 
     seed: int
     accounts: list[str]
@@ -29,6 +32,8 @@ class Load:
     def __post_init__(self) -> None:
         workload = generate(self.events, self.accounts, self.day, self.seed)
         self.plans, self.usage, self.wire = workload.plans, workload.usage, workload.wire
+        #: The accounts retried from far back (streams.benchmarks.workload BUSY_ACCOUNTS).
+        self.busy = workload.busy
 
     async def publish(self, bootstrap: str, topic: str, batch: int = 500, pause_s: float = 0.01) -> None:
         """Send the usage (retries included) in batches; `sent` tells how far it got."""

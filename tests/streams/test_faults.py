@@ -3,7 +3,17 @@
 Each test draws its random moments from a seed it prints (set TOKENPLAN_FAULT_SEED to
 replay a failure), bounds its own time, and ends with the same proof: every account's
 live balance equals both the balance the produced events must give (each distinct
-event once, none lost) and a replay of the ledger-log from Kafka.
+event once, none lost) and a replay of the ledger-log from Kafka. The load
+(tests/streams/load.py) includes retries from far back: events of a few busy accounts
+sent again after at least 600 other events of the same account.
+
+Environment:
+* TOKENPLAN_FAULT_SEED=N: run each test with seed N (once), to replay a failure.
+* TOKENPLAN_FAULT_RUNS=K (default 1): soak mode, the kill -9 test runs K times, each with
+  a fresh seed and its own namespace (topics, worker data), e.g.
+  `TOKENPLAN_FAULT_RUNS=10 pytest -m integration tests/streams/test_faults.py -k kill`.
+  Ignored when TOKENPLAN_FAULT_SEED is set.
+* TOKENPLAN_FAULT_EVENTS: usage events of the kill -9 test (default 20,000).
 """
 from __future__ import annotations
 
@@ -35,6 +45,9 @@ LOAD_EVENTS = int(os.environ.get("TOKENPLAN_FAULT_EVENTS", "20000"))
 LOAD_EVENTS_SHORT = LOAD_EVENTS // 2
 #: How long the workers get to catch up after the load and the faults.
 CATCH_UP_TIMEOUT_S = 180.0
+#: Soak mode: how many times the kill -9 test runs, each with a fresh seed (one run
+#: when a seed is given to replay).
+FAULT_RUNS = 1 if os.environ.get("TOKENPLAN_FAULT_SEED") else int(os.environ.get("TOKENPLAN_FAULT_RUNS", "1"))
 
 
 def fault_seed() -> int:
@@ -73,18 +86,24 @@ async def assert_balances_proven(kafka_bootstrap: str, ns: Namespace, worker, lo
     replay = await replay_ledger_log(settings, load_catalog(), settings.limits, parse_instant(as_of))
     replayed = replay.result(parse_instant(as_of))["accounts"]
     if pending:  # the replay says which hop lost it: the ledger-log (sequencer) or the live state (ledger)
-        account_id = next(iter(pending))
-        _status, body = lookup(worker, account_id, as_of)
+        differences = []
+        for account_id in list(pending)[:5]:
+            _status, body = lookup(worker, account_id, as_of)
+            live_used, expected_used = body.get("credits_used"), expected[account_id]["credits_used"]
+            excess = int(live_used) - int(expected_used) if live_used is not None else "?"
+            differences.append(f"{account_id}{' (busy)' if account_id in load.busy else ''}: live used {live_used} "
+                               f"expected {expected_used} (live - expected {excess}), "
+                               f"ledger-log replay {replayed.get(account_id, {}).get('credits_used')}")
         pytest.fail(f"seed {seed}: {len(pending)} accounts differ from the produced events after "
-                    f"{CATCH_UP_TIMEOUT_S}s, e.g. {account_id}: live used {body.get('credits_used')} "
-                    f"expected {expected[account_id]['credits_used']}, "
-                    f"ledger-log replay {replayed.get(account_id, {}).get('credits_used')}")
+                    f"{CATCH_UP_TIMEOUT_S}s, e.g. " + "; ".join(differences))
     report = compare({a: replayed[a] for a in expected}, live, replay.result(parse_instant(as_of))["log_end_offsets"])
     assert report.ok, f"seed {seed}: live differs from the ledger-log replay: {[d.to_dict() for d in report.diffs[:3]]}"
     assert report.equal == len(expected)
 
 
-async def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(kafka_bootstrap, namespace, start_worker):
+@pytest.mark.parametrize("run", range(1, FAULT_RUNS + 1), ids=lambda run: f"run{run}")
+async def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(kafka_bootstrap, namespace, start_worker, run):
+    print(f"\nkill -9 run {run} of {FAULT_RUNS}", end="", flush=True)
     seed = fault_seed()
     rng = random.Random(seed)
     load = make_load(seed)

@@ -1,6 +1,8 @@
-"""Bad input on the real broker: fuzzed values land in the DLQ, the worker goes on; secrets never leak."""
+"""Bad input on the real broker: fuzzed values land in the DLQ, the worker goes on; secrets never leak;
+a gateway retry from far back (hundreds of the account's events later) is charged once."""
 from __future__ import annotations
 
+import asyncio
 import itertools
 from datetime import timedelta
 
@@ -9,15 +11,23 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.ledger import Rejection, decode_event
+from schemas.events import parse_instant
+from streams.config import Settings
+from streams.ledger import Ledger, Rejection, decode_event, load_catalog
 from tests.streams import events as ev
 from streams.localrun import http_get
-from tests.streams.kafka_io import consume_json, produce, produce_records, recent_utc_day, wait_lookup
+from tests.streams.kafka_io import (consume_json, instant, lookup, produce, produce_records, recent_utc_day,
+                                    wait_for, wait_lookup)
 
 pytestmark = pytest.mark.integration
 
 SECRET = "tp-Sup3rSecretKey0123456789"
 _runs = itertools.count()
+#: The far-back retry test: this many usage events of one account, then retries of the first
+#: FAR_RETRIES of them (each after at least FAR_EVENTS - FAR_RETRIES other events of the account:
+#: more than a dedupe memory of the last 512 ids per account holds).
+FAR_EVENTS = 700
+FAR_RETRIES = 50
 
 
 def valid_usage() -> dict:
@@ -110,3 +120,39 @@ async def test_a_secret_key_in_an_event_never_reaches_topics_or_logs(kafka_boots
     assert SECRET not in worker.log_path.read_text(errors="replace")
     status, body = http_get(f"{worker.url}/accounts/secretive/quota")
     assert status == 200 and body["credits_used"] == "0"
+
+
+async def test_retries_from_far_back_are_charged_once(kafka_bootstrap, ns, worker):
+    """700 usage events of one account, then the first 50 again (same event_id, same content),
+    then one more new event: live credits_used = each distinct event charged once."""
+    account_id, day = "far-retry", recent_utc_day()
+    purchase = ev.purchase(account_id, day)
+    await produce(kafka_bootstrap, ns.topic("plans"), [purchase])
+    await wait_lookup(worker, account_id, lambda body: body["status"] == "active")
+    usage = [ev.usage(account_id, day + timedelta(hours=1, seconds=index), hit=index % 11, miss=1 + index % 7,
+                      output=index % 5, event_id=f"far-{index}") for index in range(FAR_EVENTS)]
+    last = ev.usage(account_id, day + timedelta(hours=2), miss=2, event_id="far-last")  # after the retries
+    as_of = instant(day + timedelta(days=1))
+
+    def charged(events: list[dict]) -> int:  # each event once, as tests/streams/load.py `expected`
+        ledger = Ledger(load_catalog(), Settings.from_env().limits)
+        for event in [purchase, *events]:
+            ledger.feed(orjson.dumps(event))
+        return int(ledger.result(parse_instant(as_of))["accounts"][account_id]["credits_used"])
+
+    expected = charged([*usage, last])
+    retried = expected - charged([*usage[FAR_RETRIES:], last])  # what the retries would add if charged again
+    assert retried > 0
+    await produce(kafka_bootstrap, ns.topic("usage"), [*usage, *usage[:FAR_RETRIES], last])
+
+    def used() -> int | None:  # the account's events are applied in order: `last` is the last one
+        status, body = lookup(worker, account_id, as_of)
+        return int(body["credits_used"]) if status == 200 and int(body["credits_used"]) >= expected else None
+
+    live = await wait_for(used, timeout_s=60.0, what=f"{account_id} to be charged {expected}")
+    if live != expected:  # over-charged: let the rest of the retries land, for the figures
+        await asyncio.sleep(3.0)
+        live = used()
+    assert live == expected, (f"{account_id}: live used {live}, expected {expected} (live - expected "
+                              f"{live - expected}; the {FAR_RETRIES} retries from far back cost {retried})")
+
