@@ -12,7 +12,7 @@ from typing import BinaryIO, Iterator
 import orjson
 
 from schemas.events import parse_instant
-from streams.config import limits_from_env
+from streams.config import limits_from_env, partitions_from_env
 from streams.ledger.catalog import load_catalog
 from streams.ledger.ledger import Ledger
 
@@ -134,6 +134,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="FILE", help="write the JSON here instead of stdout")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: when stderr is a TTY or the input is large)")
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="fold in N processes (default 1: this process only). The work is split by "
+                             "partition, as the live worker groups accounts (TOKENPLAN_PARTITIONS, default 8; "
+                             "each process owns the partitions p with p %% N == its index), so the per-partition "
+                             "rules see the same events in the same order: the output is identical to one "
+                             "process. The speed-up is bounded by the cores and by the partitions (N above "
+                             "TOKENPLAN_PARTITIONS leaves processes idle). Files only, not --from-kafka")
     parser.set_defaults(func=run)
 
 
@@ -189,16 +196,57 @@ def write_output(result: dict, out: str | None) -> None:
         sys.stdout.flush()
 
 
+def replay_file_parallel(path: str, workers: int, as_of: datetime, progress: bool | None) -> dict:
+    """--workers N > 1: `streams.replay_parallel`.
+
+    Every worker reads the whole file, so stdin (or a pipe) is first spooled to a
+    temporary file.
+    """
+    import shutil
+    import stat
+    import tempfile
+
+    from streams.replay_parallel import replay_parallel
+
+    partitions, limits = partitions_from_env(), limits_from_env()
+    stream, _ = open_events(path)  # a readable source, or a UsageError now
+    with contextlib.ExitStack() as stack:
+        try:
+            if stream is not sys.stdin.buffer and stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                stream.close()
+            else:
+                spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="tokenplan-replay-",
+                                                                        suffix=".jsonl"))
+                shutil.copyfileobj(stream, spool, 1 << 20)
+                spool.flush()
+                path = spool.name
+        finally:
+            if stream is not sys.stdin.buffer:
+                stream.close()
+        size = os.path.getsize(path)
+        show = progress if progress is not None else (sys.stderr.isatty() or size >= PROGRESS_BYTES_MIN)
+        return replay_parallel(path, workers, partitions, as_of, limits, progress=bool(show and size))
+
+
 def run(args: argparse.Namespace) -> int:
     """Replay and print; 2 with a message on stderr for unusable input."""
     try:
+        workers = 1 if args.workers is None else args.workers
+        if workers < 1:
+            raise UsageError(f"--workers must be at least 1, got {workers}")
+        if args.from_kafka and args.workers is not None:
+            raise UsageError("--workers is not supported with --from-kafka (it splits a file by partition); "
+                             "drop --workers, or replay an exported file")
         as_of = parse_as_of(args.as_of)
         if args.from_kafka:
             result = replay_kafka(as_of, args.progress)
         else:
             path = args.events if args.events is not None else args.events_option
-            ledger = replay_into(Ledger(load_catalog(), limits_from_env()), path, progress=args.progress)
-            result = ledger.result(as_of)
+            if workers > 1:
+                result = replay_file_parallel(path, workers, as_of, args.progress)
+            else:
+                ledger = Ledger(load_catalog(), limits_from_env(), partitions=partitions_from_env())
+                result = replay_into(ledger, path, progress=args.progress).result(as_of)
         write_output(result, args.out)
     except UsageError as error:
         print(f"tokenplan replay: {error}", file=sys.stderr)
