@@ -9,13 +9,18 @@ from pathlib import Path
 
 import orjson
 
-HELP = "benchmark: raw-client baseline, pipeline, stop-service latency, lookups, replay (writes a report)"
+HELP = "benchmark: raw-client baseline, pipeline, stop-service latency, lookups, replay, soak (writes a report)"
 DESCRIPTION = """\
-Runs every section of streams/benchmarks/pipeline.py against the broker at
+Runs the sections of streams/benchmarks/pipeline.py against the broker at
 KAFKA_BOOTSTRAP_SERVERS (started with deploy/local-kafka when none answers, and stopped
 afterwards), in fresh topic namespaces, and writes the figures as JSON (--out) and as
-Markdown (--markdown). --smoke runs tiny sizes to keep the code from rotting (make test
-does); its figures mean nothing. Not a test: nothing asserts a time."""
+Markdown (--markdown). The soak section (RSS over --soak-seconds, 10 minutes by default)
+runs only when named in --sections. --smoke runs tiny sizes of every section, soak
+included, to keep the code from rotting (make test does); its figures mean nothing.
+Not a test: nothing asserts a time."""
+SECTIONS = ("pipeline", "live", "replay", "soak")
+#: The sections the Markdown report needs (soak rows are added when it ran).
+MARKDOWN_SECTIONS = {"pipeline", "live", "replay"}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,9 +32,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--exhaustions", type=int, help="stop-service measurements (default 100)")
     parser.add_argument("--load-rate", type=int, help="background usage events/s during them (default 5000)")
     parser.add_argument("--replay-events", type=int, help="events replayed from file and Kafka (default 1000000)")
-    parser.add_argument("--sections", default="pipeline,live,replay",
-                        help="comma-separated sections after the baseline: pipeline, live (stop-service and "
-                             "lookups), replay (default all; the Markdown report needs all)")
+    parser.add_argument("--sections", default=None,
+                        help="comma-separated sections after the baseline: pipeline (with changelog bytes), live "
+                             "(stop-service and lookups), replay, soak (default pipeline,live,replay; with --smoke "
+                             "all four; the Markdown report needs pipeline, live and replay)")
+    parser.add_argument("--soak-seconds", type=float, help="soak: duration of the background load (default 600)")
+    parser.add_argument("--soak-accounts", type=int, help="soak: accounts that buy a max plan first (default 20000)")
+    parser.add_argument("--soak-rate", type=int,
+                        help="soak: background usage events/s (default half the measured pipeline rate when "
+                             "pipeline runs too, else --load-rate)")
+    parser.add_argument("--busy-accounts", type=int,
+                        help="stop-service at half the pipeline rate: accounts the load goes to (default 100)")
+    parser.add_argument("--steady-events", type=int, dest="steady_events_per_account",
+                        help="usage events sent to each busy account before that measurement (default 300)")
+    parser.add_argument("--changelog-method", choices=("auto", "consume"),
+                        help="changelog bytes: the broker's partition sizes, falling back to consuming the records "
+                             "(auto, default), or always consume")
     parser.add_argument("--out", default="docs/benchmarks.json", help="JSON report path (default docs/benchmarks.json)")
     parser.add_argument("--markdown", default=None,
                         help="Markdown report path (default docs/benchmarks.md; none with --smoke)")
@@ -42,12 +60,16 @@ def config_from(args: argparse.Namespace, bootstrap: str):
     config = BenchConfig(bootstrap)
     if args.smoke:
         config = BenchConfig(bootstrap, events=300, accounts=20, rounds=1, exhaustions=3, load_rate=200,
-                             lookup_seconds=1.0, lookup_concurrency=4, replay_events=500)
-    for name in ("events", "rounds", "exhaustions", "load_rate", "replay_events"):
+                             lookup_seconds=1.0, lookup_concurrency=4, replay_events=500, busy_accounts=5,
+                             steady_events_per_account=20, steady_wait_seconds=60.0, soak_seconds=5.0,
+                             soak_accounts=50, soak_sample_seconds=2.0)
+    for name in ("events", "rounds", "exhaustions", "load_rate", "replay_events", "soak_seconds", "soak_accounts",
+                 "soak_rate", "busy_accounts", "steady_events_per_account", "changelog_method"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
-    sections = tuple(name.strip() for name in args.sections.split(",") if name.strip())
-    unknown = set(sections) - {"pipeline", "live", "replay"}
+    default_sections = ",".join(SECTIONS) if args.smoke else "pipeline,live,replay"
+    sections = tuple(name.strip() for name in (args.sections or default_sections).split(",") if name.strip())
+    unknown = set(sections) - set(SECTIONS)
     if unknown:
         raise SystemExit(f"tokenplan bench: unknown section(s) {', '.join(sorted(unknown))}")
     config.sections = sections
@@ -67,10 +89,10 @@ def run(args: argparse.Namespace) -> int:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
     markdown = args.markdown or (None if args.smoke else "docs/benchmarks.md")
-    if markdown and set(config.sections) != {"pipeline", "live", "replay"}:
-        print("tokenplan bench: not every section ran; no Markdown report written", file=sys.stderr)
+    if markdown and not MARKDOWN_SECTIONS <= set(config.sections):
+        print("tokenplan bench: pipeline, live and replay did not all run; no Markdown report written", file=sys.stderr)
     elif markdown:
         Path(markdown).write_text(render_markdown(report))
     print(orjson.dumps({k: report[k] for k in ("baseline", "pipeline", "stop_service", "lookup", "lookup_light", "replay_file",
-                                               "replay_kafka") if k in report}).decode())
+                                               "replay_kafka", "soak") if k in report}).decode())
     return 0

@@ -1,4 +1,4 @@
-"""`tokenplan bench --smoke`: every section runs and reports figures (their values mean nothing here)."""
+"""`tokenplan bench --smoke`: every section (soak included) runs and reports figures (their values mean nothing here)."""
 from __future__ import annotations
 
 import json
@@ -28,4 +28,21 @@ def test_bench_smoke_reports_every_section(kafka_bootstrap, tmp_path):
         assert stop["lookup"]["count"] + stop["timeouts"] >= 1
     assert report["lookup"]["local"]["count"] > 0 and report["lookup"]["routed"]["count"] > 0
     assert report["replay_file"]["events"] == report["replay_kafka"]["events"] > 0
-    assert "| pipeline: worker" in markdown.read_text()
+    # Changelog bytes of the usage phase, from the broker's partition sizes (or the fallback).
+    changelog = report["pipeline"]["rounds"][0]["changelog"]
+    assert changelog["usage_events"] > 0 and changelog["records"] > 0 and changelog["bytes"] > 0
+    topics = report["pipeline"]["changelog_topics"]  # whatever tables the worker has, found by name
+    assert "accounts-changelog" in topics and all(topic.endswith("-changelog") for topic in topics)
+    assert report["pipeline"]["changelog_bytes_per_usage_event"] > 0
+    assert report["pipeline"]["changelog_method"]
+    # Stop-service at half the pipeline rate, on busy accounts brought to steady state first.
+    steady = [stop["steady_state"] for stop in report["stop_service"].values() if "steady_state" in stop]
+    assert len(steady) == 1 and steady[0]["events"] > 0
+    # A few seconds of soak: RSS samples from start to end, applied rate, kept up or not.
+    soak = report["soak"]
+    assert soak["events_sent"] > 0 and soak["events_applied"] > 0 and len(soak["samples"]) >= 2
+    for key in ("rss_start_mib", "rss_end_mib", "rss_max_mib", "rss_end_to_start", "rss_within_tolerance",
+                "applied_events_per_s", "kept_up"):
+        assert key in soak
+    text = markdown.read_text()
+    assert "| pipeline: worker" in text and "| changelog bytes" in text and "| soak:" in text
