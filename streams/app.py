@@ -96,4 +96,9 @@ def kafka_producer():
 
 # Register agents and web views on the app (they import `app` from here).
 from streams import web  # noqa: E402,F401
-from streams.agents import ledger, sequencer, status  # noqa: E402,F401
+from streams.agents import ledger, status  # noqa: E402,F401
+
+if settings.sequencer == "inline":
+    from streams.agents.sequencer import Sequencer  # noqa: E402
+
+    app.service(Sequencer(settings))

@@ -116,6 +116,10 @@ class Settings:
     #: TOKENPLAN_RECORD_CACHE_MAX: decoded account records kept in memory (LRU).
     record_cache_max: int = 100_000
 
+    #: TOKENPLAN_SEQUENCER: `process` (its own process, started by `tokenplan worker`) or
+    #: `inline` (a service inside the faust worker process).
+    sequencer: str = "process"
+
     #: TOKENPLAN_EVENT_LOOP: `uvloop` (libuv; less CPU per callback) or `asyncio`.
     event_loop: str = "asyncio"
 
@@ -128,6 +132,8 @@ class Settings:
                      "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.sequencer not in ("process", "inline"):
+            raise SystemExit(f"sequencer must be process or inline, got {self.sequencer!r}")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise SystemExit(f"event_loop must be uvloop or asyncio, got {self.event_loop!r}")
         if not 4096 <= self.ledger_record_bytes_max <= 900 * 1024:
@@ -161,6 +167,7 @@ class Settings:
             ledger_record_bytes_max=_env_int(env, "TOKENPLAN_LEDGER_RECORD_BYTES_MAX",
                                              defaults.ledger_record_bytes_max),
             record_cache_max=_env_int(env, "TOKENPLAN_RECORD_CACHE_MAX", defaults.record_cache_max),
+            sequencer=env.get("TOKENPLAN_SEQUENCER") or defaults.sequencer,
             event_loop=env.get("TOKENPLAN_EVENT_LOOP") or defaults.event_loop,
             limits=limits_from_env(env),
         )

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from schemas import topics
 
@@ -42,9 +42,8 @@ class BatchFormatError(ValueError):
     """A v2 record that does not parse: our own bug or a foreign writer (dead-lettered whole)."""
 
 
-@dataclass(frozen=True, slots=True)
-class InputEvent:
-    """One input record as the sequencer received it."""
+class InputEvent(NamedTuple):
+    """One input record as the sequencer received it (a tuple: built per input record)."""
 
     topic: str
     partition: int

@@ -4,7 +4,7 @@ It holds no rules: `streams.agents.processor` decodes, the core decides, and thi
 module only moves bytes between Kafka, the table and the processor.
 
 One ledger-log record (v2: a batch of one partition's events) is one unit of work,
-made durable in this order before faust may ack it (the agent awaits each step):
+made durable in this order before faust may ack it (acks are manual):
 1. the facts (balance-changed, quota-exhausted, quota-status, rejected) are delivered;
 2. the record's state writes go to the table's changelog partition, in one ordered run
    (event memory, accounts, the partition record last), and are delivered;
@@ -18,6 +18,7 @@ record per table write) is not used: the writes go as record batches (`Outbox`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from datetime import datetime, timezone
@@ -36,8 +37,9 @@ from streams.app import accounts_table, app, catalog, kafka_producer, ledger_inp
 logger = logging.getLogger(__name__)
 processor = Processor(catalog, limits)
 CLOCK_TOPIC = settings.topic(topics.CLOCK)
-#: Exit status of a worker that met a hole in ledger-log (`tokenplan worker` restarts it).
-EXIT_LEDGER_HOLE = 75
+#: Exit status of a worker that must start again from its committed offsets (a hole in
+#: ledger-log, or a unit of work Kafka would not take): `tokenplan worker` restarts it.
+EXIT_RESTART = 75
 
 
 class RocksBackend:
@@ -108,32 +110,60 @@ async def make_durable(emitted, writes: Writes, partition: int) -> None:
         store.set_persisted_offset(TP(changelog, partition), offset)
 
 
+def stop_for_restart(reason: str) -> None:
+    """Stop at once (no ack, no commit) and let `tokenplan worker` start again from the
+    committed offsets: after a hole, or a unit of work Kafka would not take."""
+    logger.critical("%s; restarting from the committed offsets", reason)
+    logging.shutdown()
+    os._exit(EXIT_RESTART)
+
+
+def prepare_unit(message, now: datetime) -> tuple[PartitionState, list]:
+    """Apply one ledger-log record or clock tick to its partition's state (no I/O but reads)."""
+    partition = message.partition
+    if message.topic == CLOCK_TOPIC:
+        state = partition_state(partition, None, record_cache)
+        return state, on_tick(state, now)
+    state = partition_state(partition, message.offset, record_cache)
+    try:
+        emitted = processor.process_record(message.value, message.key, message.headers, message.offset, state, now)
+    except LedgerHoleError as error:
+        stop_for_restart(str(error))
+    stats.count(message.topic, state.events_count)
+    return state, emitted
+
+
+async def finish_unit(stream, event, state: PartitionState, emitted: list, now: datetime) -> None:
+    """Make a unit durable, then let faust ack its record (see the module docstring)."""
+    writes = state.finish()
+    try:
+        if writes or emitted:
+            await make_durable(emitted, writes, state.partition)
+    except Exception as error:  # Kafka refused past its own retries: never ack, never go on
+        stop_for_restart(f"ledger-log partition {state.partition}: unit of work not delivered ({error!r})")
+    state.commit_to_cache()
+    for account_id, record in state.written_records():
+        for instant in change_instants(record.state, now):
+            expiry_index.note(state.partition, account_id, instant)
+    await stream.ack(event)
+
+
 @app.agent(ledger_inputs, concurrency=1)
 async def apply_ledger_log(stream) -> None:
-    """One record at a time, each made durable before the next (see the module docstring)."""
-    async for event in stream.events():
+    """One unit of work per record; units of different partitions are made durable concurrently.
+
+    A partition has at most one unit in flight: its next record is applied only once the
+    previous one is in RocksDB (it reads that state). Acks are manual (`noack`) and come
+    after durability, so faust never commits past a unit still in flight (and the commit
+    guard of streams.faust_fixes caps commits at the lowest unacked offset).
+    """
+    manual = stream.noack()
+    in_flight: dict[int, asyncio.Future] = {}
+    async for event in manual.events():
         message = event.message
-        partition = message.partition
+        previous = in_flight.get(message.partition)
+        if previous is not None and not previous.done():
+            await previous
         now = datetime.now(timezone.utc)
-        if message.topic == CLOCK_TOPIC:
-            state = partition_state(partition, None, record_cache)
-            emitted = on_tick(state, now)
-        else:
-            state = partition_state(partition, message.offset, record_cache)
-            try:
-                emitted = processor.process_record(message.value, message.key, message.headers, message.offset,
-                                                   state, now)
-            except LedgerHoleError as error:
-                # Never ack past a hole: stop at once (no ack, no commit) and let `tokenplan
-                # worker` start again from the committed offsets.
-                logger.critical("%s; restarting from the committed offsets", error)
-                logging.shutdown()
-                os._exit(EXIT_LEDGER_HOLE)
-            stats.count(message.topic, state.events_count)
-        writes = state.finish()
-        if writes or emitted:
-            await make_durable(emitted, writes, partition)
-        state.commit_to_cache()
-        for account_id, record in state.written_records():
-            for instant in change_instants(record.state, now):
-                expiry_index.note(partition, account_id, instant)
+        state, emitted = prepare_unit(message, now)
+        in_flight[message.partition] = asyncio.ensure_future(finish_unit(manual, event, state, emitted, now))

@@ -17,7 +17,8 @@ partition, so it reaches every account on every partition (each applies it once)
 Why a plain aiokafka consumer and not a faust agent: the sequencer holds no state, and
 a faust stream costs ~0.2 ms of CPU per event where a consume-forward-commit loop costs
 ~0.04 ms (docs/performance.md). It runs in the worker process as a service of the faust
-app, in its own consumer group (`<app id>-sequencer`): a batch is forwarded, Kafka
+app (TOKENPLAN_SEQUENCER=inline) or in a process of its own (`process`, the default,
+started by `tokenplan worker`), in its own consumer group (`<app id>-sequencer`): a batch is forwarded, Kafka
 acknowledges it, then its input offsets are committed. A crash or a rebalance before
 the commit forwards the batch again; the ledger recognises the repeats by event_id.
 """
@@ -36,11 +37,9 @@ from streams.agents import stats
 from streams.agents.batch_record import FORMAT_HEADER, InputEvent, encode_batch, encoded_size
 from streams.agents.outbox import Outbox
 from streams.ledger.partitioning import key_partition
-from streams.app import app, settings
 from streams.config import Settings
 
 logger = logging.getLogger(__name__)
-LEDGER_LOG = settings.topic(topics.LEDGER_LOG)
 
 
 def routing_key(key: bytes | None, value: bytes) -> bytes | None:
@@ -93,18 +92,18 @@ class Batches:
 
 
 def forward(message: ConsumerRecord, broadcast_allowed: bool, batches: Batches) -> None:
+    partitions = batches.partitions
     """Put one input record in the batch of its ledger-log partition (of every one for a global refresh)."""
     stats.count(message.topic)
     value = message.value if message.value is not None else b""
     event = InputEvent(message.topic, message.partition, message.offset, message.key, value)
     if broadcast_allowed and is_global_refresh(message.key, value):
-        for partition in range(settings.partitions):
+        for partition in range(partitions):
             batches.add(partition, event)
         return
     key = routing_key(message.key, value)
     # Without any key the record stays on its input partition; the ledger dead-letters it.
-    batches.add(key_partition(key, settings.partitions) if key else message.partition % settings.partitions,
-                event)
+    batches.add(key_partition(key, partitions) if key else message.partition % partitions, event)
 
 
 _V2_HEADERS = [(FORMAT_HEADER, b"2")]
@@ -124,6 +123,7 @@ class Sequencer(mode.Service):
         self.outbox = Outbox(config.partitions)
         self.inputs = {config.topic(topics.USAGE), config.topic(topics.PLANS)}
         self.plans = config.topic(topics.PLANS)
+        self.ledger_log = config.topic(topics.LEDGER_LOG)
 
     async def on_start(self) -> None:
         self.producer = AIOKafkaProducer(bootstrap_servers=self.config.bootstrap_servers, acks="all",
@@ -169,7 +169,7 @@ class Sequencer(mode.Service):
             for record in records:
                 forward(record, record.topic == self.plans, batches)
         for partition, events in batches.close():
-            self.outbox.add(LEDGER_LOG, None, encode_batch(events), partition, _V2_HEADERS)
+            self.outbox.add(self.ledger_log, None, encode_batch(events), partition, _V2_HEADERS)
         await self.outbox.send(self.producer)
         await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in fetched.items()})
 
@@ -196,4 +196,10 @@ class Sequencer(mode.Service):
                 await self.sleep(self.retry_backoff_s)
 
 
-app.service(Sequencer(settings))
+
+def run_process(config: Settings, loglevel: str = "info") -> int:
+    """The sequencer alone in its own process (`TOKENPLAN_SEQUENCER=process`, the default):
+    it then has a core of its own instead of sharing the ledger's."""
+    worker = mode.Worker(Sequencer(config), loglevel=loglevel, daemon=True)
+    worker.execute_from_commandline()
+    return 0

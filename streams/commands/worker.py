@@ -11,7 +11,7 @@ KAFKA_BOOTSTRAP_SERVERS (default 127.0.0.1:9092), TOKENPLAN_WEB_PORT (6066),
 TOKENPLAN_DATA_DIR (.data), TOKENPLAN_PARTITIONS (8), TOKENPLAN_APP_ID (tokenplan),
 TOKENPLAN_TOPIC_PREFIX (tokenplan.). Stop it with Ctrl-C or SIGTERM. The command
 supervises the faust worker process and starts it again if the ledger stopped at a
-hole in ledger-log (exit status 75)."""
+hole in ledger-log or could not deliver a unit of work (exit status 75)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,12 +20,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-#: Set in the child process the command supervises (see `supervise`).
+#: Set in the child processes the command supervises: `faust` or `sequencer` (see `supervise`).
 CHILD_VARIABLE = "TOKENPLAN_WORKER_CHILD"
-#: The ledger's exit status after a hole in ledger-log (streams.agents.ledger.EXIT_LEDGER_HOLE).
-EXIT_LEDGER_HOLE = 75
-#: Restarts after a hole before the command gives up (a hole that repeats is a bug to look at).
-HOLE_RESTARTS_MAX = 20
+#: The ledger's exit status when it must start again from its committed offsets (a hole in
+#: ledger-log, a unit of work Kafka would not take): streams.agents.ledger.EXIT_RESTART.
+EXIT_RESTART = 75
+#: Restarts before the command gives up (one that keeps repeating is a fault to look at).
+RESTARTS_MAX = 20
 
 
 def _die_with_parent() -> None:
@@ -39,39 +40,89 @@ def _die_with_parent() -> None:
         pass
 
 
-def supervise(argv: list[str]) -> int:
-    """Run the faust worker as a child; start it again when it stopped at a ledger-log hole.
+def supervise(loglevel: str) -> int:
+    """Run the faust worker (and the sequencer, in its own process by default) as children.
 
-    Why: on a hole the ledger exits at once (no ack, no commit) rather than trusting
-    faust's offset bookkeeping; starting again resumes from the committed offsets,
-    which never pass the hole. Any other exit status is the command's own.
+    A child that exits with status 75 asked to start again from its committed offsets
+    (the ledger met a hole in ledger-log, or a unit of work Kafka would not take; the
+    ledger exits at once, no ack, no commit, rather than trust faust's offset
+    bookkeeping): it is started again. Any other exit of the faust worker ends the
+    command with its status, stopping the sequencer; SIGTERM/SIGINT go to both.
     """
     import os
     import signal
     import subprocess
     import time
 
-    env = dict(os.environ, **{CHILD_VARIABLE: "1"})
+    from streams.config import Settings
+
+    roles = ["faust"] + (["sequencer"] if Settings.from_env().sequencer == "process" else [])
+    children: dict[str, subprocess.Popen] = {}
+    stopping: list[int] = []
+
+    def start(role: str) -> None:
+        env = dict(os.environ, **{CHILD_VARIABLE: role})
+        children[role] = subprocess.Popen([sys.executable, "-m", "streams.cli", "worker", "--loglevel", loglevel],
+                                          env=env, preexec_fn=_die_with_parent)
+
+    def forward(number: int, _frame) -> None:
+        stopping.append(number)
+        for child in children.values():
+            if child.poll() is None:
+                child.send_signal(number)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, forward)
+    for role in roles:
+        start(role)
     restarts = 0
     while True:
-        child = subprocess.Popen([sys.executable, "-m", "streams.cli", *argv], env=env, preexec_fn=_die_with_parent)
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda number, _frame: child.send_signal(number))
-        code = child.wait()
-        if code != EXIT_LEDGER_HOLE or restarts >= HOLE_RESTARTS_MAX:
-            return code
-        restarts += 1
-        print(f"tokenplan worker: restarting after a ledger-log hole ({restarts}/{HOLE_RESTARTS_MAX})",
-              file=sys.stderr, flush=True)
-        time.sleep(1.0)
+        time.sleep(0.2)
+        for role, child in list(children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            if code == EXIT_RESTART and not stopping and restarts < RESTARTS_MAX:
+                restarts += 1
+                print(f"tokenplan worker: {role} restarting from its committed offsets ({restarts}/{RESTARTS_MAX})",
+                      file=sys.stderr, flush=True)
+                start(role)
+                continue
+            if role == "faust" or stopping:
+                for other in children.values():
+                    if other.poll() is None:
+                        other.send_signal(signal.SIGTERM)
+                for other in children.values():
+                    try:
+                        other.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        other.kill()
+                return children["faust"].returncode or 0
+            print(f"tokenplan worker: the sequencer exited with {code}; starting it again", file=sys.stderr, flush=True)
+            restarts += 1
+            start(role)
 
 
 def run(args: argparse.Namespace) -> int:
     import os
 
-    if not os.environ.get(CHILD_VARIABLE):
-        return supervise(["worker", "--loglevel", args.loglevel])
+    role = os.environ.get(CHILD_VARIABLE)
+    if not role:
+        return supervise(args.loglevel)
+    if role == "sequencer":
+        return run_sequencer(args)
     return run_faust(args)
+
+
+def run_sequencer(args: argparse.Namespace) -> int:
+    """The sequencer's own process (TOKENPLAN_SEQUENCER=process)."""
+    import logging
+
+    from streams.agents.sequencer import run_process
+    from streams.config import Settings
+
+    logging.basicConfig(level=args.loglevel.upper())
+    return run_process(Settings.from_env(), args.loglevel)
 
 
 def run_faust(args: argparse.Namespace) -> int:

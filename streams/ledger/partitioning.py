@@ -40,14 +40,20 @@ def murmur2(data: bytes) -> int:
     return h
 
 
-def key_partition(key: bytes, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives a keyed record."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
-
-
-_PARTITIONS: dict[tuple[str, int], int] = {}
-#: Bound of the memo above (account ids repeat on every event of a replay).
+_PARTITIONS: dict[tuple[str | bytes, int], int] = {}
+#: Bound of the memo of both functions below (keys repeat on every event of an account).
 _PARTITIONS_MAX = 1 << 20
+
+
+def key_partition(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives a keyed record (memoized)."""
+    memo_key = (key, partitions)
+    partition = _PARTITIONS.get(memo_key)
+    if partition is None:
+        if len(_PARTITIONS) >= _PARTITIONS_MAX:
+            _PARTITIONS.clear()
+        partition = _PARTITIONS[memo_key] = (murmur2(key) & 0x7FFFFFFF) % partitions
+    return partition
 
 
 def account_partition(account_id: str, partitions: int) -> int:
@@ -57,5 +63,5 @@ def account_partition(account_id: str, partitions: int) -> int:
     if partition is None:
         if len(_PARTITIONS) >= _PARTITIONS_MAX:
             _PARTITIONS.clear()
-        partition = _PARTITIONS[memo_key] = key_partition(account_id.encode("utf-8"), partitions)
+        partition = _PARTITIONS[memo_key] = (murmur2(account_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
     return partition

@@ -31,8 +31,9 @@ async def test_worker_consumes_a_produced_message_and_reports_it(kafka_bootstrap
             break
         time.sleep(0.2)
     assert status == 200 and body["status"] == "running"
-    # Each input record was consumed once and sequenced once into the ledger-log.
-    assert consumed == {namespace.topic("usage"): 1, namespace.topic("plans"): 1, namespace.topic("ledger-log"): 2}
+    # Each input record was sequenced once into the ledger-log and applied once (the sequencer
+    # runs in a process of its own: the ledger counts the input events it applied).
+    assert consumed == {namespace.topic("ledger-log"): 2}
 
 
 async def test_worker_creates_input_topics_with_the_configured_partition_count(kafka_bootstrap, namespace, start_worker):
