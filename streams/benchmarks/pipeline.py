@@ -654,7 +654,27 @@ def replay_file(config: BenchConfig) -> dict:
     path = str(config.work_dir / "replay-events.jsonl")
     replay_bench.generate(path, config.replay_events, accounts=2_000)
     _ledger, lines, seconds = replay_bench.replay(path)
-    return {"events": lines, "seconds": round(seconds, 2), "events_per_s": round(lines / seconds, 1), "path": path}
+    return {"events": lines, "seconds": round(seconds, 2), "events_per_s": round(lines / seconds, 1), "path": path,
+            "parallel": replay_workers(path, lines, seconds)}
+
+
+#: Process counts `tokenplan replay --workers N` is timed with (this machine has 2 cores).
+REPLAY_WORKERS = (2,)
+
+
+def replay_workers(path: str, lines: int, single_s: float) -> list[dict]:
+    """`replay_parallel` (what `tokenplan replay --workers N` runs) on the same file: speed-up."""
+    from streams.config import limits_from_env, partitions_from_env
+    from streams.replay_parallel import replay_parallel
+
+    out = []
+    for workers in REPLAY_WORKERS:
+        began = time.perf_counter()
+        replay_parallel(path, workers, partitions_from_env(), datetime.now(timezone.utc), limits_from_env())
+        seconds = time.perf_counter() - began
+        out.append({"workers": workers, "seconds": round(seconds, 2), "events_per_s": round(lines / seconds, 1),
+                    "speedup": round(single_s / seconds, 2)})
+    return out
 
 
 async def replay_kafka(config: BenchConfig, path: str) -> dict:

@@ -24,8 +24,13 @@ Apache Kafka {m["kafka"]} (deploy/local-kafka, on the same machine as everything
 | lookup, {lookup["concurrency"]} concurrent clients, keys routed to the other worker | p50 {lookup["routed"]["p50_ms"]} ms, p99 {lookup["routed"]["p99_ms"]} ms ({lookup["routed"]["count"]:,} requests) | |
 | lookup throughput ({lookup["concurrency"]} concurrent clients) | {lookup["requests_per_s"]:,.0f} requests/s | |
 {_light_row(report.get("lookup_light"))}| replay from a file ({rf["events"]:,} events) | {rf["events_per_s"]:,.0f} events/s | >= 60,000 events/s |
-| replay from Kafka ({rk["events"]:,} events) | {rk["events_per_s"]:,.0f} events/s | |
+{_parallel_rows(rf)}| replay from Kafka ({rk["events"]:,} events) | {rk["events_per_s"]:,.0f} events/s | |
 {_soak_rows(report.get("soak"))}"""
+
+
+def _parallel_rows(replay_file: dict) -> str:
+    return "".join(f"| replay from a file, `--workers {run['workers']}` | {run['events_per_s']:,.0f} events/s, "
+                   f"speed-up {run['speedup']}x | |\n" for run in replay_file.get("parallel", ()))
 
 
 def _changelog_row(pipe: dict) -> str:

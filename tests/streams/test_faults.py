@@ -43,6 +43,8 @@ pytestmark = pytest.mark.integration
 LOAD_EVENTS = int(os.environ.get("TOKENPLAN_FAULT_EVENTS", "20000"))
 #: The broker-restart and rebalance tests prove the same equality with half the load.
 LOAD_EVENTS_SHORT = LOAD_EVENTS // 2
+#: Pause between batches of 500 published events in the kill test (~20 s of publishing).
+PUBLISH_PAUSE_S = 0.5
 #: How long the workers get to catch up after the load and the faults.
 CATCH_UP_TIMEOUT_S = 180.0
 #: Soak mode: how many times the kill -9 test runs, each with a fresh seed (one run
@@ -109,7 +111,9 @@ async def test_kill_9_at_random_moments_loses_nothing_and_counts_nothing_twice(k
     load = make_load(seed)
     worker = start_worker(name="w0")
     await buy_all(kafka_bootstrap, namespace, worker, load)
-    publishing = asyncio.create_task(load.publish(kafka_bootstrap, namespace.topic("usage")))
+    # Spread over ~20 s, so the kills land while events still arrive (the worker applies
+    # a burst of 20,000 in a few seconds).
+    publishing = asyncio.create_task(load.publish(kafka_bootstrap, namespace.topic("usage"), pause_s=PUBLISH_PAUSE_S))
     kills = 0
     while kills < 3 or not publishing.done():
         await asyncio.sleep(rng.uniform(0.5, 3.0))
