@@ -13,6 +13,7 @@ from pydantic import TypeAdapter
 
 from schemas.events import EVENT_ADAPTER, EVENT_MODELS
 from schemas.outputs import BalanceChanged, QuotaExhausted, QuotaRestored
+from schemas.status import QuotaStatus
 
 JSON_DIR = Path(__file__).parent / "json"
 
@@ -25,6 +26,7 @@ def schema_documents() -> dict[str, dict]:
     for model in (BalanceChanged, QuotaExhausted, QuotaRestored):
         name = model.model_fields["type"].default
         documents[f"{name}.schema.json"] = TypeAdapter(model).json_schema(mode="serialization")
+    documents["quota.status.schema.json"] = TypeAdapter(QuotaStatus).json_schema(mode="serialization")
     return documents
 
 
