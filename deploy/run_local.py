@@ -46,7 +46,7 @@ def _terminate(_signum: int, _frame: object) -> None:
 
 
 def main() -> int:
-    from streams.localrun import local_broker
+    from deploy.localrun import local_broker
 
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, TOKENPLAN_DATA_DIR=str(DATA_DIR))
     signal.signal(signal.SIGTERM, _terminate)

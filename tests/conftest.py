@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.localrun import Namespace, WorkerProcess, local_broker
+from deploy.localrun import Namespace, WorkerProcess, local_broker
 
 
 @pytest.fixture(scope="session")

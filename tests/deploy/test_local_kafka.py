@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from streams.localrun import KAFKA_READY, LOCAL_KAFKA, free_port
+from deploy.localrun import KAFKA_READY, LOCAL_KAFKA, free_port
 
 
 def run_local_kafka(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProcess:

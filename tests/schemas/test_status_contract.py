@@ -5,10 +5,10 @@ import orjson
 
 from schemas import topics
 from schemas.status import QuotaStatus
-from streams.agents.processor import Processor, status_view
+from streams.processing.processor import Processor, status_view
 from streams.ledger import Limits, load_catalog
-from tests.streams import events as ev
-from tests.streams.test_processor import DAY, NOW, Log
+from tests.support import events as ev
+from tests.processing.test_processor import DAY, NOW, Log
 
 
 def test_status_records_and_lookup_bodies_follow_the_contract():

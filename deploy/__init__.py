@@ -1,0 +1,1 @@
+"""Local-run helpers: the broker (`local-kafka`), worker subprocesses (`localrun`), `make run`."""

@@ -1,1 +1,0 @@
-"""Benchmarks (not tests): `python -m streams.benchmarks.replay`."""

@@ -1,0 +1,98 @@
+"""`tokenplan bench`: measure the worker on the real broker and write the report."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+import orjson
+
+HELP = "benchmark: raw-client baseline, pipeline, stop-service latency, lookups, replay, soak (writes a report)"
+DESCRIPTION = """\
+Runs the sections of streams/benchmarks/pipeline.py against the broker at
+KAFKA_BOOTSTRAP_SERVERS (started with deploy/local-kafka when none answers, and stopped
+afterwards), in fresh topic namespaces, and writes the figures as JSON (--out) and as
+Markdown (--markdown). The soak section (RSS over --soak-seconds, 10 minutes by default)
+runs only when named in --sections. --smoke runs tiny sizes of every section, soak
+included, to keep the code from rotting (make test does); its figures mean nothing.
+Not a test: nothing asserts a time."""
+SECTIONS = ("pipeline", "live", "replay", "soak")
+#: The sections the Markdown report needs (soak rows are added when it ran).
+MARKDOWN_SECTIONS = {"pipeline", "live", "replay"}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("bench", help=HELP, description=DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes, one round (figures mean nothing)")
+    parser.add_argument("--events", type=int, help="usage events per pipeline/baseline round (default 50000)")
+    parser.add_argument("--rounds", type=int, help="rounds of baseline and pipeline (default 3)")
+    parser.add_argument("--exhaustions", type=int, help="stop-service measurements (default 100)")
+    parser.add_argument("--load-rate", type=int, help="background usage events/s during them (default 5000)")
+    parser.add_argument("--replay-events", type=int, help="events replayed from file and Kafka (default 1000000)")
+    parser.add_argument("--sections", default=None,
+                        help="comma-separated sections after the baseline: pipeline (with changelog bytes), live "
+                             "(stop-service and lookups), replay, soak (default pipeline,live,replay; with --smoke "
+                             "all four; the Markdown report needs pipeline, live and replay)")
+    parser.add_argument("--soak-seconds", type=float, help="soak: duration of the background load (default 600)")
+    parser.add_argument("--soak-accounts", type=int, help="soak: accounts that buy a max plan first (default 20000)")
+    parser.add_argument("--soak-rate", type=int,
+                        help="soak: background usage events/s (default half the measured pipeline rate when "
+                             "pipeline runs too, else --load-rate)")
+    parser.add_argument("--busy-accounts", type=int,
+                        help="stop-service at half the pipeline rate: accounts the load goes to (default 100)")
+    parser.add_argument("--steady-events", type=int, dest="steady_events_per_account",
+                        help="usage events sent to each busy account before that measurement (default 300)")
+    parser.add_argument("--changelog-method", choices=("auto", "consume"),
+                        help="changelog bytes: the broker's partition sizes, falling back to consuming the records "
+                             "(auto, default), or always consume")
+    parser.add_argument("--out", default="docs/benchmarks.json", help="JSON report path (default docs/benchmarks.json)")
+    parser.add_argument("--markdown", default=None,
+                        help="Markdown report path (default docs/benchmarks.md; none with --smoke)")
+    parser.set_defaults(func=run)
+
+
+def config_from(args: argparse.Namespace, bootstrap: str):
+    from bench.pipeline import BenchConfig
+
+    config = BenchConfig(bootstrap)
+    if args.smoke:
+        config = BenchConfig(bootstrap, events=300, accounts=20, rounds=1, exhaustions=3, load_rate=200,
+                             lookup_seconds=1.0, lookup_concurrency=4, replay_events=500, busy_accounts=5,
+                             steady_events_per_account=20, steady_wait_seconds=60.0, soak_seconds=5.0,
+                             soak_accounts=50, soak_sample_seconds=2.0)
+    for name in ("events", "rounds", "exhaustions", "load_rate", "replay_events", "soak_seconds", "soak_accounts",
+                 "soak_rate", "busy_accounts", "steady_events_per_account", "changelog_method"):
+        if getattr(args, name) is not None:
+            setattr(config, name, getattr(args, name))
+    default_sections = ",".join(SECTIONS) if args.smoke else "pipeline,live,replay"
+    sections = tuple(name.strip() for name in (args.sections or default_sections).split(",") if name.strip())
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"tokenplan bench: unknown section(s) {', '.join(sorted(unknown))}")
+    config.sections = sections
+    return config
+
+
+def run(args: argparse.Namespace) -> int:
+    from bench.pipeline import run_all
+    from bench.report import render_markdown
+    from deploy.localrun import local_broker
+
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    with local_broker(bootstrap):
+        config = config_from(args, bootstrap)
+        report = asyncio.run(run_all(config, lambda line: print(line, file=sys.stderr, flush=True)))
+    report["command"] = "tokenplan bench " + " ".join(sys.argv[2:])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+    markdown = args.markdown or (None if args.smoke else "docs/benchmarks.md")
+    if markdown and not MARKDOWN_SECTIONS <= set(config.sections):
+        print("tokenplan bench: pipeline, live and replay did not all run; no Markdown report written", file=sys.stderr)
+    elif markdown:
+        Path(markdown).write_text(render_markdown(report))
+    print(orjson.dumps({k: report[k] for k in ("baseline", "pipeline", "stop_service", "lookup", "lookup_light", "replay_file",
+                                               "replay_kafka", "soak") if k in report}).decode())
+    return 0

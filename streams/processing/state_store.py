@@ -1,0 +1,329 @@
+"""One partition's keyed state: account records, the partition record, and the event memory.
+
+All of it lives in one faust table (`accounts`), so every write of a unit of work goes
+to one changelog partition, in order: a write torn by a crash is a prefix of it. Keys:
+
+| key | value |
+|---|---|
+| `a:` account_id | the account record (`records.AccountRecord`, ~0.3-0.6 KB) |
+| `p:` partition | the partition record (`records.PartitionRecord`) |
+| `i:` h16(account, event_id) | an applied event id: fingerprint (8 B), day (4 B), ledger-log offset (8 B) |
+| `x:` day (4 B) + offset (8 B) | the h16 of the ids first remembered under that day by that record |
+| `u:` h16(account, package) + offset (8 B) | usage entries appended by that record: `us,micro;...` |
+
+`i:` and `u:` keys are written once and never rewritten (each record appends new keys);
+a whole day of ids is dropped when it leaves the dedupe window (`x:` lists them).
+Values carry the ledger-log offset that wrote them, so a record re-applied after a
+torn write ignores its own leftovers (`offset >= the record's`).
+
+`PartitionState` reads through a `Backend` (RocksDB in the worker, dicts in replays and
+tests) and collects a record's writes in a `Writes` overlay; the worker delivers them
+to the changelog, then writes them locally (streams.worker.applier).
+"""
+from __future__ import annotations
+
+import bisect
+import hashlib
+import struct
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timezone
+from typing import Protocol
+
+from streams.processing.records import AccountRecord, PartitionRecord
+from streams.ledger import Limits
+from streams.ledger.memory import day_of
+from streams.ledger.packages import Entries
+
+__all__ = ["Backend", "DictBackend", "PartitionState", "RecordCache", "Writes", "account_key"]
+
+_ID = struct.Struct(">8sIq")
+_DAY_OFFSET = struct.Struct(">Iq")
+_OFFSET = struct.Struct(">q")
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def _h16(*parts: str) -> bytes:
+    return hashlib.blake2b("\x1f".join(parts).encode("utf-8"), digest_size=16).digest()
+
+
+def account_key(account_id: str) -> bytes:
+    return b"a:" + account_id.encode("utf-8")
+
+
+def partition_key(partition: int) -> bytes:
+    return b"p:%d" % partition
+
+
+class Backend(Protocol):
+    """Read access to one partition's committed keys."""
+
+    def get(self, key: bytes) -> bytes | None: ...
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+class DictBackend:
+    """Committed keys in a dict, with the prefix indexes the scans need (replays, tests)."""
+
+    def __init__(self) -> None:
+        self.data: dict[bytes, bytes] = {}
+        self._groups: dict[bytes, set[bytes]] = {}
+
+    @staticmethod
+    def _group(key: bytes) -> bytes:
+        if key.startswith(b"u:"):
+            return key[:18]
+        if key.startswith(b"x:"):
+            return key[:6]
+        return key[:2]
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.data.get(key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(self._groups.get(self._group(prefix), ())):
+            if key.startswith(prefix):
+                yield key, self.data[key]
+
+    def write(self, writes: "Writes") -> None:
+        for key, value in writes.items():
+            group = self._groups.setdefault(self._group(key), set())
+            if value is None:
+                self.data.pop(key, None)
+                group.discard(key)
+            else:
+                self.data[key] = value
+                group.add(key)
+
+
+class RecordCache:
+    """Decoded account records, least recently used first out past `capacity` (named bound)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._records: OrderedDict[bytes, AccountRecord] = OrderedDict()
+
+    def get(self, key: bytes) -> AccountRecord | None:
+        record = self._records.get(key)
+        if record is not None:
+            self._records.move_to_end(key)
+        return record
+
+    def put(self, key: bytes, record: AccountRecord) -> None:
+        self._records[key] = record
+        self._records.move_to_end(key)
+        if len(self._records) > self.capacity:
+            self._records.popitem(last=False)
+
+    def clear(self) -> None:
+        self._records.clear()
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+class Writes(OrderedDict):
+    """The keys one unit of work writes (None: delete), in write order."""
+
+    def ordered(self) -> list[tuple[bytes, bytes | None]]:
+        """Event memory first, then accounts, the partition record last: a torn (prefix)
+        write never holds an account record without the memory its record wrote."""
+        memory = [(k, v) for k, v in self.items() if k[:2] in (b"i:", b"x:", b"u:")]
+        accounts = [(k, v) for k, v in self.items() if k[:2] == b"a:"]
+        partition = [(k, v) for k, v in self.items() if k[:2] == b"p:"]
+        return memory + accounts + partition
+
+
+class PartitionState:
+    """The store `Processor` works on for one partition and one unit of work (see module doc).
+
+    `offset` is the ledger-log offset of the record being applied (None for a clock
+    tick): memory values written at or after it are leftovers of a torn earlier try.
+    """
+
+    def __init__(self, backend: Backend, partition: int, limits: Limits, cache: RecordCache | None = None,
+                 offset: int | None = None) -> None:
+        self.backend = backend
+        self.partition = partition
+        self.limits = limits
+        self.cache = cache
+        self.offset = offset
+        self.writes = Writes()
+        self._records: dict[bytes, AccountRecord] = {}
+        self._ids: dict[bytes, str] = {}
+        self._new_ids: dict[int, list[bytes]] = {}
+        self._entries: dict[bytes, list[tuple[int, int]]] = {}
+        self._partition: PartitionRecord | None = None
+        #: Input events in the unit (set by the processor; /health counts them).
+        self.events_count = 0
+
+    # ------------------------------------------------------------ accounts
+
+    def get(self, account_id: str) -> AccountRecord | None:
+        """The account record (this unit's version when it wrote one)."""
+        key = account_key(account_id)
+        record = self._records.get(key)
+        if record is not None:
+            return record
+        return self.stored(account_id)
+
+    def stored(self, account_id: str) -> AccountRecord | None:
+        """The committed record, ignoring this unit's writes."""
+        key = account_key(account_id)
+        record = self.cache.get(key) if self.cache is not None else None
+        if record is None:
+            raw = self.backend.get(key)
+            if raw is None:
+                return None
+            record = AccountRecord.from_bytes(raw, self.limits)
+            if self.cache is not None:
+                self.cache.put(key, record)
+        return record
+
+    def put(self, account_id: str, record: AccountRecord) -> None:
+        self._records[account_key(account_id)] = record
+
+    def account_ids(self) -> list[str]:
+        """Every account of the partition (committed or written by this unit)."""
+        ids = {key[2:].decode("utf-8") for key, _ in self.backend.scan(b"a:")}
+        ids.update(key[2:].decode("utf-8") for key in self._records)
+        return sorted(ids)
+
+    # ------------------------------------------------------------ the partition record
+
+    def get_partition(self) -> PartitionRecord:
+        if self._partition is None:
+            raw = self.backend.get(partition_key(self.partition))
+            self._partition = PartitionRecord() if raw is None else PartitionRecord.from_bytes(raw)
+        return self._partition
+
+    def put_partition(self, record: PartitionRecord) -> None:
+        self._partition = record
+        self.writes[partition_key(self.partition)] = record.to_bytes()
+
+    # ------------------------------------------------------------ the event memory (streams.ledger.memory)
+
+    def fingerprint_of(self, account_id: str, event_id: str) -> str | None:
+        key = b"i:" + _h16(account_id, event_id)
+        fingerprint = self._ids.get(key)
+        if fingerprint is not None:
+            return fingerprint
+        raw = self.backend.get(key)
+        if raw is None:
+            return None
+        packed, _day, offset = _ID.unpack(raw)
+        if self.offset is not None and offset >= self.offset:
+            return None  # written by a torn earlier try of this very record
+        return packed.hex()
+
+    def usage_entries(self, account_id: str, package_id: str) -> Entries:
+        prefix = b"u:" + _h16(account_id, package_id)
+        entries: Entries = []
+        for key, value in self.backend.scan(prefix):
+            (offset,) = _OFFSET.unpack(key[18:])
+            if self.offset is None or offset < self.offset:
+                entries.extend(_decode_entries(value))
+        entries.extend((_instant(us), micro) for us, micro in self._entries.get(prefix, ()))
+        return entries
+
+    def remember(self, account_id: str, event_id: str, fingerprint: str, occurred_at: datetime) -> None:
+        key = b"i:" + _h16(account_id, event_id)
+        day = day_of(occurred_at)
+        self._ids[key] = fingerprint
+        self.writes[key] = _ID.pack(bytes.fromhex(fingerprint), day, self._offset_or_tick())
+        self._new_ids.setdefault(day, []).append(key[2:])
+
+    def append(self, account_id: str, appended: Iterable[tuple[str, datetime, int]]) -> None:
+        for package_id, instant, micro in appended:
+            prefix = b"u:" + _h16(account_id, package_id)
+            self._entries.setdefault(prefix, []).append((_micros(instant), micro))
+
+    def forget_package(self, account_id: str, package_id: str) -> None:
+        prefix = b"u:" + _h16(account_id, package_id)
+        self._entries.pop(prefix, None)
+        for key, _ in list(self.backend.scan(prefix)):
+            self.writes[key] = None
+
+    def record_applied(self, account_id: str, event, result) -> None:
+        """What `step`'s result says an applied event adds (as InMemoryEventMemory does)."""
+        if result.fingerprint is None:
+            return
+        self.remember(account_id, event.event_id, result.fingerprint, event.occurred_at)
+        if result.appended:
+            self.append(account_id, result.appended)
+        for package_id in result.forgotten:
+            self.forget_package(account_id, package_id)
+
+    def expire_days(self, days: list[int], before_day: int | None) -> list[int]:
+        """Delete the ids of every day < before_day (whole days); the days still kept."""
+        if before_day is None:
+            return days
+        kept = []
+        for day in days:
+            if day >= before_day:
+                kept.append(day)
+                continue
+            for key, value in list(self.backend.scan(b"x:" + day.to_bytes(4, "big"))):
+                for at in range(0, len(value), 16):
+                    self.writes[b"i:" + value[at:at + 16]] = None
+                self.writes[key] = None
+            for hashed in self._new_ids.pop(day, ()):
+                self.writes[b"i:" + hashed] = None
+        return kept
+
+    # ------------------------------------------------------------ the unit of work
+
+    def _offset_or_tick(self) -> int:
+        return -1 if self.offset is None else self.offset
+
+    def finish(self) -> Writes:
+        """Add the memory appended and the account records to the writes; return them all."""
+        offset = _OFFSET.pack(self._offset_or_tick())
+        for day, hashes in self._new_ids.items():
+            self.writes[b"x:" + _DAY_OFFSET.pack(day, self._offset_or_tick())] = b"".join(hashes)
+        for prefix, entries in self._entries.items():
+            self.writes[prefix + offset] = ";".join(f"{us},{micro}" for us, micro in entries).encode("ascii")
+        for key, record in self._records.items():
+            self.writes[key] = record.to_bytes()
+        return self.writes
+
+    def new_id_days(self) -> list[int]:
+        return sorted(self._new_ids)
+
+    def written_records(self) -> list[tuple[str, AccountRecord]]:
+        return [(key[2:].decode("utf-8"), record) for key, record in self._records.items()]
+
+    def commit_to_cache(self) -> None:
+        """After the writes are durable: the decoded records become the cached ones."""
+        if self.cache is not None:
+            for key, record in self._records.items():
+                self.cache.put(key, record)
+
+
+def _micros(instant: datetime) -> int:
+    delta = instant - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _instant(micros: int) -> datetime:
+    from datetime import timedelta
+
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+def _decode_entries(value: bytes) -> Entries:
+    entries: Entries = []
+    for item in value.decode("ascii").split(";"):
+        if item:
+            us, micro = item.split(",")
+            entries.append((_instant(int(us)), int(micro)))
+    return entries
+
+
+def merge_days(kept: list[int], new: list[int]) -> list[int]:
+    days = list(kept)
+    for day in new:
+        index = bisect.bisect_left(days, day)
+        if index == len(days) or days[index] != day:
+            days.insert(index, day)
+    return days

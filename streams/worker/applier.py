@@ -1,0 +1,186 @@
+"""The applier agent: ledger-log records (and clock ticks) in, table state and out-topics out.
+
+It holds no rules: `streams.processing.processor` decodes, the core decides, and this
+module only moves bytes between Kafka, the table and the processor.
+
+One ledger-log record (v2: a batch of one partition's events) is one unit of work,
+made durable in this order before faust may ack it (acks are manual):
+1. the facts (balance-changed, quota-exhausted, quota-status, rejected) are delivered;
+2. the record's state writes go to the table's changelog partition, in one ordered run
+   (event memory, accounts, the partition record last), and are delivered;
+3. they are written to the local RocksDB in one atomic WriteBatch, and faust's
+   persisted changelog offset is moved past them.
+A crash anywhere redelivers the record: if nothing of it reached the changelog it is
+applied again from the same state (same facts, same ids); if a prefix did, the
+accounts whose record holds this offset are skipped and the memory values it wrote
+are ignored (`PartitionState`). faust's per-write path (one producer future and log
+record per table write) is not used: the writes go as record batches (`Outbox`).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator
+from datetime import datetime, timezone
+
+from faust.types import TP
+from rocksdict import WriteBatch
+
+from schemas import topics
+from streams.processing.processor import Emit, LedgerHoleError, Processor, change_instants
+from streams.processing.state_store import PartitionState, Writes
+from streams.worker.app import Wiring
+from streams.worker.outbox import Outbox
+from streams.worker.runtime import PartitionRuntime, WorkerRuntime
+
+logger = logging.getLogger(__name__)
+#: Exit status of a worker that must start again from its committed offsets (a hole in
+#: ledger-log, or a unit of work Kafka would not take): `tokenplan worker` restarts it.
+EXIT_RESTART = 75
+
+
+class RocksBackend:
+    """One partition's RocksDB (faust's store of the accounts table), read directly."""
+
+    def __init__(self, db) -> None:
+        self.db = db
+
+    def get(self, key: bytes) -> bytes | None:
+        return self.db.get(key)
+
+    def scan(self, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key, value in self.db.items(from_key=prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+
+def stop_for_restart(reason: str) -> None:
+    """Stop at once (no ack, no commit) and let `tokenplan worker` start again from the
+    committed offsets: after a hole, or a unit of work Kafka would not take."""
+    logger.critical("%s; restarting from the committed offsets", reason)
+    logging.shutdown()
+    os._exit(EXIT_RESTART)
+
+
+def tick(processor: Processor, state: PartitionState, runtime: PartitionRuntime, now: datetime) -> list[Emit]:
+    """Accounts of the partition whose view may have changed by `now`, from its expiry index."""
+    if runtime.expiry.is_built:
+        return processor.tick(state, runtime.expiry.due(now), now)
+    # First tick since an assignment: index every account, and check every account
+    # once (its package may have ended while no worker owned the partition).
+    account_ids = state.account_ids()
+    entries = []
+    for account_id in account_ids:
+        record = state.get(account_id)
+        if record is not None:
+            entries.extend((instant, account_id) for instant in change_instants(record.state, now))
+    runtime.expiry.build(entries)
+    return processor.tick(state, account_ids, now)
+
+
+class Applier:
+    """The agent body and the steps of a unit of work, for one worker."""
+
+    def __init__(self, wiring: Wiring, runtime: WorkerRuntime) -> None:
+        self.wiring = wiring
+        self.settings = wiring.settings
+        self.runtime = runtime
+        self.processor = Processor(wiring.catalog, wiring.settings.limits)
+        self.clock_topic = wiring.settings.topic(topics.CLOCK)
+
+    def partition_state(self, partition: int, offset: int | None) -> PartitionState:
+        """The state of `partition` as the table's local RocksDB holds it."""
+        db = self.wiring.accounts_table.data._db_for_partition(partition)
+        return PartitionState(RocksBackend(db), partition, self.settings.limits,
+                              self.runtime.partition(partition).records, offset)
+
+    def prepare_unit(self, message, now: datetime) -> tuple[PartitionState, list[Emit]]:
+        """Apply one ledger-log record or clock tick to its partition's state (no I/O but reads)."""
+        partition = message.partition
+        if message.topic == self.clock_topic:
+            state = self.partition_state(partition, None)
+            return state, tick(self.processor, state, self.runtime.partition(partition), now)
+        state = self.partition_state(partition, message.offset)
+        try:
+            emitted = self.processor.process_record(message.value, message.key, message.headers, message.offset,
+                                                    state, now)
+        except LedgerHoleError as error:
+            stop_for_restart(str(error))
+        self.runtime.count(message.topic, state.events_count)
+        return state, emitted
+
+    async def make_durable(self, emitted: list[Emit], writes: Writes, partition: int) -> None:
+        """Facts delivered, then the state's changelog delivered, then the local RocksDB written."""
+        settings, table = self.settings, self.wiring.accounts_table
+        producer = self.wiring.kafka_producer()
+        facts = Outbox(settings.partitions)
+        for emit in emitted:
+            facts.add(settings.topic(emit.topic), emit.key, emit.value, None if emit.key else partition)
+        if len(facts):
+            await facts.send(producer)
+        changelog = table.changelog_topic.get_topic_name()
+        ordered = writes.ordered()
+        state_box = Outbox(settings.partitions)
+        for key, value in ordered:
+            state_box.add(changelog, key, value, partition)
+        delivered = await state_box.send(producer)
+        db = table.data._dbs.get(partition)
+        if db is None:  # revoked while delivering: the new owner recovers it from the changelog
+            return
+        batch = WriteBatch(raw_mode=True)
+        for key, value in ordered:
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        db.write(batch)
+        offset = delivered.get((changelog, partition))
+        if offset is not None:
+            table.data.set_persisted_offset(TP(changelog, partition), offset)
+
+    async def finish_unit(self, stream, event, state: PartitionState, emitted: list[Emit], now: datetime) -> None:
+        """Make a unit durable, then let faust ack its record."""
+        writes = state.finish()
+        try:
+            if writes or emitted:
+                await self.make_durable(emitted, writes, state.partition)
+        except Exception as error:  # Kafka refused past its own retries: never ack, never go on
+            stop_for_restart(f"ledger-log partition {state.partition}: unit of work not delivered ({error!r})")
+        state.commit_to_cache()
+        expiry = self.runtime.partition(state.partition).expiry
+        for account_id, record in state.written_records():
+            for instant in change_instants(record.state, now):
+                expiry.note(account_id, instant)
+        await stream.ack(event)
+
+    async def run(self, stream) -> None:
+        """One unit of work per record; units of different partitions are made durable concurrently.
+
+        A partition has at most one unit in flight: its next record is applied only once the
+        previous one is in RocksDB (it reads that state). Acks are manual (`noack`) and come
+        after durability, so faust never commits past a unit still in flight (and the commit
+        guard of streams.worker.faust_fixes caps commits at the lowest unacked offset).
+        """
+        manual = stream.noack()
+        async for event in manual.events():
+            message = event.message
+            previous = self.runtime.in_flight.get(message.partition)
+            if previous is not None and not previous.done():
+                await previous
+            now = datetime.now(timezone.utc)
+            state, emitted = self.prepare_unit(message, now)
+            self.runtime.in_flight[message.partition] = asyncio.ensure_future(
+                self.finish_unit(manual, event, state, emitted, now))
+
+
+def register(wiring: Wiring, runtime: WorkerRuntime) -> Applier:
+    """Add the applier agent to the app (concurrency 1: faust-streaming #606)."""
+    applier = Applier(wiring, runtime)
+
+    async def apply_ledger_log(stream) -> None:
+        await applier.run(stream)
+
+    wiring.app.agent(wiring.applier_inputs, concurrency=1, name="apply_ledger_log")(apply_ledger_log)
+    return applier

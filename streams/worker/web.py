@@ -1,0 +1,167 @@
+"""HTTP views of the worker: health, the gateway's account lookup, the admin refresh.
+
+faust's web server answers before table recovery has finished, so every view that
+reads state says 503 while the worker is recovering or rebalancing. The decisions are
+plain functions (`worker_status`, `admin_refusal`, `refresh_event`, `lookup_body`),
+tested in process; `register` hangs the views on the app.
+"""
+from __future__ import annotations
+
+import hmac
+from datetime import datetime, timezone
+from typing import Any
+
+import orjson
+from faust.exceptions import SameNode
+from faust.web import Request, Response, View
+
+from schemas.events import parse_instant
+from streams.config import Settings
+from streams.ledger import Limits, Rejection, decode_event
+from streams.ledger.partitioning import key_partition
+from streams.processing.processor import status_view
+from streams.processing.records import AccountRecord
+from streams.processing.state_store import account_key
+from streams.worker.app import Wiring
+from streams.worker.runtime import WorkerRuntime
+
+#: What a gateway should do on 503 (the README says the same).
+RETRY_AFTER_MS = 200
+
+
+def worker_status(app) -> str:
+    """running | recovering | rebalancing | starting: what a caller can rely on now."""
+    if app.rebalancing:
+        return "rebalancing"
+    if getattr(app, "in_recovery", False) or app.tables.recovery.in_recovery:
+        return "recovering"
+    if not app.tables.recovery.completed.is_set():
+        return "starting"
+    return "running"
+
+
+def unavailable_body(state: str) -> dict[str, Any]:
+    return {"error": "unavailable", "status": state, "reason": f"worker is {state}: account state is not readable yet",
+            "retry_after_ms": RETRY_AFTER_MS}
+
+
+def admin_refusal(admin_token: str, authorization: str) -> tuple[int, dict] | None:
+    """None when `authorization` carries the admin token; else the (403 | 401, body) answer.
+
+    Constant-time comparison; the token is never echoed or logged.
+    """
+    if not admin_token:
+        return 403, {"error": "admin_disabled",
+                     "reason": "set TOKENPLAN_ADMIN_TOKEN on the worker to enable admin operations"}
+    offered = authorization.removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(offered.encode(), admin_token.encode()):
+        return 401, {"error": "unauthorized", "reason": "missing or wrong admin token"}
+    return None
+
+
+def refresh_event(raw: bytes, limits: Limits) -> tuple[dict | None, dict | None]:
+    """(the quota.refreshed event to publish, None) or (None, the 400 body) for an admin request body."""
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, {"error": "bad_request", "reason": "body must be JSON"}
+    if not isinstance(body, dict):
+        return None, {"error": "bad_request", "reason": "body must be a JSON object"}
+    event = {"type": "quota.refreshed", "occurred_at": body.get("occurred_at")}
+    event["event_id"] = body.get("event_id") or f"admin-refresh-{body.get('account_id') or 'all'}-{body.get('occurred_at')}"
+    if body.get("account_id") is not None:
+        event["account_id"] = body["account_id"]
+    decoded = decode_event(orjson.dumps(event), limits)
+    if isinstance(decoded, Rejection):
+        return None, {"error": "bad_request", "reason": decoded.reason.value, "detail": decoded.detail}
+    return event, None
+
+
+def read_account(wiring: Wiring, runtime: WorkerRuntime, account_id: str) -> AccountRecord | None:
+    """The account's record from its partition's cache, else from the local RocksDB."""
+    settings = wiring.settings
+    partition = key_partition(account_id.encode("utf-8"), settings.partitions)
+    key = account_key(account_id)
+    partition_runtime = runtime.known(partition)
+    record = None if partition_runtime is None else partition_runtime.records.get(key)
+    if record is not None:
+        return record
+    db = wiring.accounts_table.data._dbs.get(partition)
+    raw = None if db is None else db.get(key)
+    if raw is None:
+        return None
+    record = AccountRecord.from_bytes(raw, settings.limits)
+    if partition_runtime is not None:
+        partition_runtime.records.put(key, record)
+    return record
+
+
+def lookup_body(record: AccountRecord | None, account_id: str, as_of: datetime, settings: Settings) -> dict:
+    """The lookup answer (schemas.status.QuotaStatus): the status view plus who answered."""
+    body = status_view(record, as_of)
+    body["account_id"] = account_id
+    body["served_by"] = settings.advertised_url  # the owner, also when the request was routed
+    return body
+
+
+def register(wiring: Wiring, runtime: WorkerRuntime) -> None:
+    """Hang /health, /accounts/{id}/quota and /admin/refresh on the app."""
+    app, settings = wiring.app, wiring.settings
+
+    def json_response(view: View, body: dict[str, Any], status: int = 200) -> Response:
+        """orjson-encoded JSON (faust's own encoder is slower and knows no Decimal)."""
+        return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+    class Health(View):
+        """200 with `running` once tables are recovered and no rebalance is under way; 503 otherwise."""
+
+        async def get(self, request: Request) -> Response:
+            state = worker_status(app)
+            body = {"status": state, "app_id": app.conf.id, "consumed": runtime.snapshot()}
+            return json_response(self, body, status=200 if state == "running" else 503)
+
+    class AccountQuota(View):
+        """The gateway lookup: the account view now (or at ?as_of=RFC3339), routed to its owner."""
+
+        async def get(self, request: Request, account_id: str) -> Response:
+            state = worker_status(app)
+            if state != "running":
+                return json_response(self, unavailable_body(state), status=503)
+            try:
+                as_of = (parse_instant(request.query["as_of"]) if "as_of" in request.query
+                         else datetime.now(timezone.utc))
+            except ValueError as error:
+                return json_response(self, {"error": "bad_request", "reason": f"as_of: {error}"}, status=400)
+            try:
+                return await app.router.route_req(wiring.accounts_table.name, account_id.encode("utf-8"),
+                                                  self.web, request)
+            except SameNode:
+                pass
+            except Exception as error:  # the owner is unknown or unreachable mid-rebalance
+                return json_response(self, unavailable_body(f"routing ({type(error).__name__})"), status=503)
+            record = read_account(wiring, runtime, account_id)
+            return json_response(self, lookup_body(record, account_id, as_of, settings))
+
+    class AdminRefresh(View):
+        """Publish a quota.refreshed to tokenplan.plans (one account, or all when account_id is absent).
+
+        Body: {"occurred_at": RFC 3339, "account_id": optional, "event_id": optional}. The
+        event goes through the ledger like any billing event; this only saves an operator a
+        Kafka client. Requires `Authorization: Bearer $TOKENPLAN_ADMIN_TOKEN`.
+        """
+
+        async def post(self, request: Request) -> Response:
+            refusal = admin_refusal(settings.admin_token, request.headers.get("Authorization", ""))
+            if refusal is not None:
+                return json_response(self, refusal[1], status=refusal[0])
+            event, error = refresh_event(await request.read(), settings.limits)
+            if error is not None:
+                return json_response(self, error, status=400)
+            key = event["account_id"].encode("utf-8") if "account_id" in event else None
+            await wiring.plans_topic.send(key=key, value=orjson.dumps(event))
+            return json_response(self, {"published": event, "topic": wiring.plans_topic.get_topic_name()},
+                                 status=202)
+
+    app.page("/health")(Health)
+    app.page("/accounts/{account_id}/quota")(AccountQuota)
+    app.page("/admin/refresh")(AdminRefresh)

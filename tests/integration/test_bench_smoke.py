@@ -1,0 +1,48 @@
+"""`tokenplan bench --smoke`: every section (soak included) runs and reports figures (their values mean nothing here)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from deploy.localrun import REPO
+
+pytestmark = pytest.mark.integration
+
+
+def test_bench_smoke_reports_every_section(kafka_bootstrap, tmp_path):
+    out = tmp_path / "bench.json"
+    markdown = tmp_path / "bench.md"
+    result = subprocess.run([sys.executable, "-m", "streams.cli", "bench", "--smoke", "--out", str(out),
+                             "--markdown", str(markdown)], cwd=REPO, capture_output=True, text=True, timeout=300,
+                            env=dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert report["baseline"]["events_per_s"] > 0
+    assert report["pipeline"]["rounds"][0]["complete"] is True
+    assert report["pipeline"]["ratio_to_baseline"] > 0
+    for stop in report["stop_service"].values():
+        assert stop["lookup"]["count"] + stop["timeouts"] >= 1
+    assert report["lookup"]["local"]["count"] > 0 and report["lookup"]["routed"]["count"] > 0
+    assert report["replay_file"]["events"] == report["replay_kafka"]["events"] > 0
+    # Changelog bytes of the usage phase, from the broker's partition sizes (or the fallback).
+    changelog = report["pipeline"]["rounds"][0]["changelog"]
+    assert changelog["usage_events"] > 0 and changelog["records"] > 0 and changelog["bytes"] > 0
+    topics = report["pipeline"]["changelog_topics"]  # whatever tables the worker has, found by name
+    assert "accounts-changelog" in topics and all(topic.endswith("-changelog") for topic in topics)
+    assert report["pipeline"]["changelog_bytes_per_usage_event"] > 0
+    assert report["pipeline"]["changelog_method"]
+    # Stop-service at half the pipeline rate, on busy accounts brought to steady state first.
+    steady = [stop["steady_state"] for stop in report["stop_service"].values() if "steady_state" in stop]
+    assert len(steady) == 1 and steady[0]["events"] > 0
+    # A few seconds of soak: RSS samples from start to end, applied rate, kept up or not.
+    soak = report["soak"]
+    assert soak["events_sent"] > 0 and soak["events_applied"] > 0 and len(soak["samples"]) >= 2
+    for key in ("rss_start_mib", "rss_end_mib", "rss_max_mib", "rss_end_to_start", "rss_within_tolerance",
+                "applied_events_per_s", "kept_up"):
+        assert key in soak
+    text = markdown.read_text()
+    assert "| pipeline: worker" in text and "| changelog bytes" in text and "| soak:" in text
