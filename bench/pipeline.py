@@ -432,28 +432,47 @@ async def wait_accounts_active(worker: WorkerProcess, accounts: list[str], timeo
 
 # ---------------------------------------------------------------- 3. stop-service latency
 
+#: The background load: gateways on other machines, so it is written to cost this machine as
+#: little CPU as it can (one record batch per partition per 10 ms tick, keyed as Kafka's
+#: default partitioner would key it).
 LOAD_SCRIPT = """
 import asyncio, sys, time, orjson
 from aiokafka import AIOKafkaProducer
+from aiokafka.partitioner import murmur2
 bootstrap, topic, rate, seconds, prefix, accounts, day = sys.argv[1:8]
 rate, seconds, accounts = int(rate), float(seconds), int(accounts)
 async def main():
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks=1)
     await producer.start()
-    began, sent, tick, reported = time.monotonic(), 0, 0.01, 0
+    partitions = len(await producer.partitions_for(topic))
+    keys = [f"{prefix}{n}".encode() for n in range(accounts)]
+    partition_of = [(murmur2(key) & 0x7FFFFFFF) % partitions for key in keys]
+    began, sent, tick, reported, pending = time.monotonic(), 0, 0.01, 0, []
     while time.monotonic() - began < seconds:
         if time.monotonic() - reported >= 0.5:
             print(sent, flush=True)
             reported = time.monotonic()
         due = int((time.monotonic() - began) * rate)
+        batches = {}
         while sent < due:
-            account = f"{prefix}{sent % accounts}"
-            event = {"type": "usage", "event_id": f"bg-{prefix}{sent}", "occurred_at": day, "account_id": account,
-                     "model": "mimo-v2.5", "input_cache_hit_tokens": 10, "input_cache_miss_tokens": 10,
-                     "output_tokens": 10, "key_id": "k", "cluster": "cn", "protocol": "openai"}
-            await producer.send(topic, orjson.dumps(event), key=account.encode())
+            index = sent % accounts
+            event = {"type": "usage", "event_id": f"bg-{prefix}{sent}", "occurred_at": day,
+                     "account_id": keys[index].decode(), "model": "mimo-v2.5", "input_cache_hit_tokens": 10,
+                     "input_cache_miss_tokens": 10, "output_tokens": 10, "key_id": "k", "cluster": "cn",
+                     "protocol": "openai"}
+            batch = batches.get(partition_of[index])
+            if batch is None:
+                batch = batches[partition_of[index]] = producer.create_batch()
+            if batch.append(key=keys[index], value=orjson.dumps(event), timestamp=None) is None:
+                pending.append(await producer.send_batch(batch, topic, partition=partition_of[index]))
+                batch = batches[partition_of[index]] = producer.create_batch()
+                batch.append(key=keys[index], value=orjson.dumps(event), timestamp=None)
             sent += 1
+        for partition, batch in batches.items():
+            pending.append(await producer.send_batch(batch, topic, partition=partition))
+        pending = [future for future in pending if not future.done()]
         await asyncio.sleep(tick)
+    await asyncio.gather(*pending)
     await producer.stop()
     print(sent)
 asyncio.run(main())

@@ -103,9 +103,10 @@ class Settings:
     status_scan_interval_ms: int = 1000
     #: TOKENPLAN_SEQUENCER_BATCH_MAX: input records the sequencer forwards per batch (one commit each).
     sequencer_batch_max: int = 500
-    #: TOKENPLAN_BATCH_WAIT_MS: how long the sequencer waits for input records before it
-    #: forwards what it has (a lone event waits at most this).
-    batch_wait_ms: int = 5
+    #: TOKENPLAN_BATCH_WAIT_MS: the sequencer's batching window: from the first input record
+    #: of a batch, how long it keeps collecting before it forwards (a lone event waits at
+    #: most this; under load each ledger-log record then carries many events).
+    batch_wait_ms: int = 20
 
     #: TOKENPLAN_LEDGER_RECORD_EVENTS_MAX: input events the sequencer packs into one
     #: ledger-log record (the ledger's unit of work; one record per partition per batch).
@@ -113,6 +114,9 @@ class Settings:
     #: TOKENPLAN_LEDGER_RECORD_BYTES_MAX: bytes of input events in one ledger-log record
     #: (below the broker's 1 MiB message limit, with room for the frame).
     ledger_record_bytes_max: int = 512 * 1024
+    #: TOKENPLAN_UNIT_RECORDS_MAX: ledger-log records of one partition the applier takes as
+    #: one unit of work when they arrived while its previous unit was being made durable.
+    unit_records_max: int = 64
     #: TOKENPLAN_RECORD_CACHE_MAX: decoded account records kept in memory (LRU).
     record_cache_max: int = 100_000
 
@@ -128,7 +132,7 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("partitions", "replication", "sequencer_batch_max", "ledger_record_events_max",
-                     "record_cache_max",
+                     "record_cache_max", "unit_records_max",
                      "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -167,6 +171,7 @@ class Settings:
             ledger_record_bytes_max=_env_int(env, "TOKENPLAN_LEDGER_RECORD_BYTES_MAX",
                                              defaults.ledger_record_bytes_max),
             record_cache_max=_env_int(env, "TOKENPLAN_RECORD_CACHE_MAX", defaults.record_cache_max),
+            unit_records_max=_env_int(env, "TOKENPLAN_UNIT_RECORDS_MAX", defaults.unit_records_max),
             sequencer=env.get("TOKENPLAN_SEQUENCER") or defaults.sequencer,
             event_loop=env.get("TOKENPLAN_EVENT_LOOP") or defaults.event_loop,
             limits=limits_from_env(env),

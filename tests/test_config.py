@@ -36,7 +36,7 @@ def test_a_non_integer_setting_is_refused_by_name():
 def test_batch_settings_have_defaults_and_refuse_nonsense():
     settings = Settings.from_env({"TOKENPLAN_SEQUENCER_BATCH_MAX": "64", "TOKENPLAN_BATCH_WAIT_MS": "0"})
     assert settings.sequencer_batch_max == 64 and settings.batch_wait_ms == 0
-    assert Settings.from_env({}).batch_wait_ms == 5
+    assert Settings.from_env({}).batch_wait_ms == 20
     with pytest.raises(SystemExit, match="sequencer_batch_max must be at least 1"):
         Settings.from_env({"TOKENPLAN_SEQUENCER_BATCH_MAX": "0"})
     with pytest.raises(SystemExit, match="must not be negative"):

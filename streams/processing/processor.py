@@ -116,33 +116,52 @@ class Processor:
 
     def process_record(self, value: bytes | None, key: bytes | None, headers, offset: int,
                        state: PartitionState, now: datetime) -> list[Emit]:
-        """Apply one ledger-log record (v1 or v2) as one unit of work; never raises on bad input.
+        """Apply one ledger-log record (v1 or v2) as one unit of work (see `process_records`)."""
+        return self.process_records([(value, key, headers, offset)], state, now)
 
-        Raises LedgerHoleError when `offset` is past the partition's watermark. The writes
-        are left in `state` (`state.finish()`); the caller makes them durable.
+    def process_records(self, records: list[tuple[bytes | None, bytes | None, object, int]],
+                        state: PartitionState, now: datetime) -> list[Emit]:
+        """Apply consecutive ledger-log records of one partition as one unit of work.
+
+        `records` are (value, key, headers, offset) in offset order; `state` was made with
+        the first one's offset. Records below the partition's watermark are redeliveries
+        (skipped: their writes are durable); a record past it, or a gap between two
+        records, raises LedgerHoleError. Never raises on bad input (dead letters). The
+        writes are left in `state` (`state.finish()`); the caller makes them durable.
         """
         partition = state.get_partition()
-        if 0 <= partition.next_offset and offset < partition.next_offset:
-            return []  # a redelivery: every write of this record is durable already
-        if 0 <= partition.next_offset < offset:
-            raise LedgerHoleError(f"ledger-log partition {state.partition}: record {offset} arrived where "
-                                  f"{partition.next_offset} was expected")
+        fresh = [record for record in records if not (0 <= partition.next_offset and record[3] < partition.next_offset)]
+        if not fresh:
+            return []
+        expected = partition.next_offset if partition.next_offset >= 0 else fresh[0][3]
+        for record in fresh:
+            if record[3] != expected:
+                raise LedgerHoleError(f"ledger-log partition {state.partition}: record {record[3]} arrived where "
+                                      f"{expected} was expected")
+            expected += 1
+        high_water = None if partition.high_water is None else parse_instant(partition.high_water)
+        unit = _Unit(partition, high_water)
+        out: list[Emit] = []
+        state.events_count = 0
+        for value, key, headers, offset in fresh:
+            state.record_offset = offset
+            out.extend(self._apply_record(value, key, headers, offset, state, unit, now))
+        self._close_unit(state, unit, fresh[-1][3])
+        return out
+
+    def _apply_record(self, value: bytes | None, key: bytes | None, headers, offset: int, state: PartitionState,
+                      unit: "_Unit", now: datetime) -> list[Emit]:
         position = LogPosition(state.partition, offset)
         try:
             events = decode_record(value, key, headers)
         except BatchFormatError as error:
-            events = []
-            out = [self._dead(value or b"", key, "invalid_batch", str(error), None, position, None, None)]
-        else:
-            out = []
-        state.events_count = len(events)
-        high_water = None if partition.high_water is None else parse_instant(partition.high_water)
-        unit = _Unit(partition, high_water)
+            return [self._dead(value or b"", key, "invalid_batch", str(error), None, position, None, None)]
+        state.events_count += len(events)
         batched = record_format(headers) == 2
+        out: list[Emit] = []
         for index, event in enumerate(events):
             log = LogPosition(state.partition, offset, index if batched else None)
             out.extend(self._apply(event, log, state, unit, now))
-        self._close_unit(state, unit, offset)
         return out
 
     def _close_unit(self, state: PartitionState, unit: _Unit, offset: int) -> None:

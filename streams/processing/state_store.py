@@ -8,13 +8,16 @@ to one changelog partition, in order: a write torn by a crash is a prefix of it.
 | `a:` account_id | the account record (`records.AccountRecord`, ~0.3-0.6 KB) |
 | `p:` partition | the partition record (`records.PartitionRecord`) |
 | `i:` h16(account, event_id) | an applied event id: fingerprint (8 B), day (4 B), ledger-log offset (8 B) |
-| `x:` day (4 B) + offset (8 B) | the h16 of the ids first remembered under that day by that record |
+| `x:` day (4 B) + first and last offset (8 B each) | the h16 of the ids a unit of work first remembered under that day |
 | `u:` h16(account, package) + offset (8 B) | usage entries appended by that record: `us,micro;...` |
 
 `i:` and `u:` keys are written once and never rewritten (each record appends new keys);
 a whole day of ids is dropped when it leaves the dedupe window (`x:` lists them).
-Values carry the ledger-log offset that wrote them, so a record re-applied after a
-torn write ignores its own leftovers (`offset >= the record's`).
+Values carry the ledger-log offset of the record that wrote them; a unit of work
+starting at offset O (one record, or several consecutive records of the partition)
+ignores stored memory at or after O: only a torn earlier try can have written it, and
+that try may have cut its units elsewhere, so each `u:` chunk holds one record's entries
+and is rewritten under the same key when that record is applied again.
 
 `PartitionState` reads through a `Backend` (RocksDB in the worker, dicts in replays and
 tests) and collects a record's writes in a `Writes` overlay; the worker delivers them
@@ -38,7 +41,7 @@ from streams.ledger.packages import Entries
 __all__ = ["Backend", "DictBackend", "PartitionState", "RecordCache", "Writes", "account_key"]
 
 _ID = struct.Struct(">8sIq")
-_DAY_OFFSET = struct.Struct(">Iq")
+_DAY_OFFSETS = struct.Struct(">Iqq")
 _OFFSET = struct.Struct(">q")
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
@@ -137,8 +140,10 @@ class Writes(OrderedDict):
 class PartitionState:
     """The store `Processor` works on for one partition and one unit of work (see module doc).
 
-    `offset` is the ledger-log offset of the record being applied (None for a clock
+    `offset` is the ledger-log offset of the unit's first record (None for a clock
     tick): memory values written at or after it are leftovers of a torn earlier try.
+    `record_offset` is the offset of the record being applied (set by the processor):
+    what it writes is tagged with it.
     """
 
     def __init__(self, backend: Backend, partition: int, limits: Limits, cache: RecordCache | None = None,
@@ -148,11 +153,13 @@ class PartitionState:
         self.limits = limits
         self.cache = cache
         self.offset = offset
+        self.record_offset = offset
         self.writes = Writes()
         self._records: dict[bytes, AccountRecord] = {}
         self._ids: dict[bytes, str] = {}
         self._new_ids: dict[int, list[bytes]] = {}
-        self._entries: dict[bytes, list[tuple[int, int]]] = {}
+        #: (u: prefix, record offset) -> entries (micros since the epoch, micro-credits).
+        self._entries: dict[tuple[bytes, int], list[tuple[int, int]]] = {}
         self._partition: PartitionRecord | None = None
         #: Input events in the unit (set by the processor; /health counts them).
         self.events_count = 0
@@ -223,24 +230,27 @@ class PartitionState:
             (offset,) = _OFFSET.unpack(key[18:])
             if self.offset is None or offset < self.offset:
                 entries.extend(_decode_entries(value))
-        entries.extend((_instant(us), micro) for us, micro in self._entries.get(prefix, ()))
+        for (chunk, _offset), appended in self._entries.items():
+            if chunk == prefix:
+                entries.extend((_instant(us), micro) for us, micro in appended)
         return entries
 
     def remember(self, account_id: str, event_id: str, fingerprint: str, occurred_at: datetime) -> None:
         key = b"i:" + _h16(account_id, event_id)
         day = day_of(occurred_at)
         self._ids[key] = fingerprint
-        self.writes[key] = _ID.pack(bytes.fromhex(fingerprint), day, self._offset_or_tick())
+        self.writes[key] = _ID.pack(bytes.fromhex(fingerprint), day, self._record_offset_or_tick())
         self._new_ids.setdefault(day, []).append(key[2:])
 
     def append(self, account_id: str, appended: Iterable[tuple[str, datetime, int]]) -> None:
         for package_id, instant, micro in appended:
             prefix = b"u:" + _h16(account_id, package_id)
-            self._entries.setdefault(prefix, []).append((_micros(instant), micro))
+            self._entries.setdefault((prefix, self._record_offset_or_tick()), []).append((_micros(instant), micro))
 
     def forget_package(self, account_id: str, package_id: str) -> None:
         prefix = b"u:" + _h16(account_id, package_id)
-        self._entries.pop(prefix, None)
+        for chunk in [chunk for chunk in self._entries if chunk[0] == prefix]:
+            del self._entries[chunk]
         for key, _ in list(self.backend.scan(prefix)):
             self.writes[key] = None
 
@@ -276,13 +286,18 @@ class PartitionState:
     def _offset_or_tick(self) -> int:
         return -1 if self.offset is None else self.offset
 
+    def _record_offset_or_tick(self) -> int:
+        return -1 if self.record_offset is None else self.record_offset
+
     def finish(self) -> Writes:
         """Add the memory appended and the account records to the writes; return them all."""
-        offset = _OFFSET.pack(self._offset_or_tick())
         for day, hashes in self._new_ids.items():
-            self.writes[b"x:" + _DAY_OFFSET.pack(day, self._offset_or_tick())] = b"".join(hashes)
-        for prefix, entries in self._entries.items():
-            self.writes[prefix + offset] = ";".join(f"{us},{micro}" for us, micro in entries).encode("ascii")
+            # Keyed by the unit's first and last record: a retry cut elsewhere writes its own list.
+            key = b"x:" + _DAY_OFFSETS.pack(day, self._offset_or_tick(), self._record_offset_or_tick())
+            self.writes[key] = b"".join(hashes)
+        for (prefix, record_offset), entries in self._entries.items():
+            self.writes[prefix + _OFFSET.pack(record_offset)] = ";".join(
+                f"{us},{micro}" for us, micro in entries).encode("ascii")
         for key, record in self._records.items():
             self.writes[key] = record.to_bytes()
         return self.writes

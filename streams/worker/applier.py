@@ -96,19 +96,21 @@ class Applier:
         return PartitionState(RocksBackend(db), partition, self.settings.limits,
                               self.runtime.partition(partition).records, offset)
 
-    def prepare_unit(self, message, now: datetime) -> tuple[PartitionState, list[Emit]]:
-        """Apply one ledger-log record or clock tick to its partition's state (no I/O but reads)."""
-        partition = message.partition
-        if message.topic == self.clock_topic:
-            state = self.partition_state(partition, None)
-            return state, tick(self.processor, state, self.runtime.partition(partition), now)
-        state = self.partition_state(partition, message.offset)
-        try:
-            emitted = self.processor.process_record(message.value, message.key, message.headers, message.offset,
-                                                    state, now)
-        except LedgerHoleError as error:
-            stop_for_restart(str(error))
-        self.runtime.count(message.topic, state.events_count)
+    def prepare_unit(self, events: list, now: datetime) -> tuple[PartitionState, list[Emit]]:
+        """Apply a unit's records (consecutive, one partition) and ticks to its state (no I/O but reads)."""
+        partition = events[0].message.partition
+        records = [e.message for e in events if e.message.topic != self.clock_topic]
+        state = self.partition_state(partition, records[0].offset if records else None)
+        emitted: list[Emit] = []
+        if records:
+            try:
+                emitted = self.processor.process_records([(m.value, m.key, m.headers, m.offset) for m in records],
+                                                         state, now)
+            except LedgerHoleError as error:
+                stop_for_restart(str(error))
+            self.runtime.count(records[0].topic, state.events_count)
+        if len(records) < len(events):  # one tick covers every tick waiting in the unit
+            emitted += tick(self.processor, state, self.runtime.partition(partition), now)
         return state, emitted
 
     async def make_durable(self, emitted: list[Emit], writes: Writes, partition: int) -> None:
@@ -140,8 +142,9 @@ class Applier:
         if offset is not None:
             table.data.set_persisted_offset(TP(changelog, partition), offset)
 
-    async def finish_unit(self, stream, event, state: PartitionState, emitted: list[Emit], now: datetime) -> None:
-        """Make a unit durable, then let faust ack its record."""
+    async def finish_unit(self, stream, events: list, state: PartitionState, emitted: list[Emit],
+                          now: datetime) -> None:
+        """Make a unit durable, ack its records, then start the partition's next unit."""
         writes = state.finish()
         try:
             if writes or emitted:
@@ -153,26 +156,53 @@ class Applier:
         for account_id, record in state.written_records():
             for instant in change_instants(record.state, now):
                 expiry.note(account_id, instant)
-        await stream.ack(event)
+        for event in events:
+            await stream.ack(event)
+        self.start_unit(stream, state.partition)
+
+    def start_unit(self, stream, partition: int) -> None:
+        """Take every record waiting for `partition` as its next unit (none waiting: nothing)."""
+        events = self.runtime.waiting.pop(partition, [])
+        if not events:
+            return
+        now = datetime.now(timezone.utc)
+        try:
+            state, emitted = self.prepare_unit(events, now)
+        except Exception as error:  # our own bug (an invariant): stop before anything is acked
+            logger.exception("ledger-log partition %d: unit of work failed", partition)
+            stop_for_restart(f"ledger-log partition {partition}: {error!r}")
+        self.runtime.in_flight[partition] = asyncio.ensure_future(
+            self.finish_unit(stream, events, state, emitted, now))
+
+    async def add(self, stream, event) -> None:
+        """Take one event from faust: start a unit now, or let it wait for the partition's next.
+
+        At most one unit is in flight per partition (the next reads the state it writes);
+        records that arrive meanwhile wait, and the next unit takes them all, up to
+        TOKENPLAN_UNIT_RECORDS_MAX. Why: a unit pays a fixed cost (two delivery round trips,
+        the partition record, the changelog run); under a live load of small records,
+        taking the waiting ones together keeps it per unit instead of per record. With no
+        backlog a unit is one record.
+        """
+        partition = event.message.partition
+        waiting = self.runtime.waiting.setdefault(partition, [])
+        waiting.append(event)
+        previous = self.runtime.in_flight.get(partition)
+        if previous is None or previous.done():
+            self.start_unit(stream, partition)
+        elif len(waiting) >= self.settings.unit_records_max:
+            await previous  # back-pressure: the partition's next unit is full
 
     async def run(self, stream) -> None:
-        """One unit of work per record; units of different partitions are made durable concurrently.
+        """Units of work per partition, made durable concurrently across partitions.
 
-        A partition has at most one unit in flight: its next record is applied only once the
-        previous one is in RocksDB (it reads that state). Acks are manual (`noack`) and come
-        after durability, so faust never commits past a unit still in flight (and the commit
-        guard of streams.worker.faust_fixes caps commits at the lowest unacked offset).
+        Acks are manual (`noack`) and come after durability, so faust never commits past a
+        unit still in flight (and the commit guard of streams.worker.faust_fixes caps
+        commits at the lowest unacked offset).
         """
         manual = stream.noack()
         async for event in manual.events():
-            message = event.message
-            previous = self.runtime.in_flight.get(message.partition)
-            if previous is not None and not previous.done():
-                await previous
-            now = datetime.now(timezone.utc)
-            state, emitted = self.prepare_unit(message, now)
-            self.runtime.in_flight[message.partition] = asyncio.ensure_future(
-                self.finish_unit(manual, event, state, emitted, now))
+            await self.add(manual, event)
 
 
 def register(wiring: Wiring, runtime: WorkerRuntime) -> Applier:

@@ -36,6 +36,8 @@ class WorkerRuntime:
         #: Each partition's unit of work being made durable (at most one: the next one reads
         #: its state). Kept across a revoke: a partition given back must wait for it too.
         self.in_flight: dict[int, asyncio.Future] = {}
+        #: Records of each partition waiting for its unit in flight (the next unit takes them).
+        self.waiting: dict[int, list] = {}
         self.consumed: Counter[str] = Counter()
 
     def partition(self, partition: int) -> PartitionRuntime:

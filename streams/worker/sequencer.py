@@ -131,7 +131,11 @@ class Sequencer(mode.Service):
             group_id=f"{self.config.app_id}-sequencer", enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=self.config.session_timeout_ms,
             heartbeat_interval_ms=min(3000, self.config.session_timeout_ms // 3),
-            max_poll_records=self.config.sequencer_batch_max)
+            max_poll_records=self.config.sequencer_batch_max,
+            # The broker holds a fetch until 64 KiB or the batching window: under a live load,
+            # one fetch request per window instead of one per millisecond (each costs a syscall
+            # round trip on both sides).
+            fetch_min_bytes=64 * 1024, fetch_max_wait_ms=max(1, self.config.batch_wait_ms))
         await self.producer.start()
         await self.consumer.start()
 
@@ -154,11 +158,29 @@ class Sequencer(mode.Service):
                 await self.sleep(self.retry_backoff_s)
                 await self._rewind()
 
+    async def fetch_window(self) -> dict:
+        """Input records of one batch: from the first record, up to `batch_wait_ms` more of
+        them (or `sequencer_batch_max` records), so that under load a ledger-log record
+        carries many events (the ledger pays a fixed cost per record), and a lone event
+        waits at most the window."""
+        assert self.consumer is not None
+        batch_max, wait_s = self.config.sequencer_batch_max, self.config.batch_wait_ms / 1000
+        fetched = await self.consumer.getmany(timeout_ms=max(1, self.config.batch_wait_ms), max_records=batch_max)
+        if not fetched or wait_s <= 0:
+            return fetched
+        loop = asyncio.get_running_loop()
+        deadline, count = loop.time() + wait_s, sum(map(len, fetched.values()))
+        while count < batch_max and (left := deadline - loop.time()) > 0:
+            more = await self.consumer.getmany(timeout_ms=max(1, int(left * 1000)), max_records=batch_max - count)
+            for tp, records in more.items():
+                fetched.setdefault(tp, []).extend(records)
+                count += len(records)
+        return fetched
+
     async def forward_batch(self) -> None:
         """One batch from the inputs to ledger-log; its offsets committed once delivered."""
         assert self.consumer is not None and self.producer is not None
-        fetched = await self.consumer.getmany(timeout_ms=max(1, self.config.batch_wait_ms),
-                                              max_records=self.config.sequencer_batch_max)
+        fetched = await self.fetch_window()
         if not fetched:
             return
         batches = Batches(self.config.partitions, self.config.ledger_record_events_max,

@@ -145,6 +145,51 @@ def test_a_torn_write_reapplied_charges_once(processor):
             assert copy.get(account).state.to_dict() == full.get(account).state.to_dict(), cut
 
 
+def test_a_torn_unit_of_several_records_reapplied_in_other_cuts_charges_once(processor):
+    """The worker may apply consecutive records as one unit; after a crash it may cut them
+    differently. Every prefix of the torn unit's writes, then the records again in two units,
+    gives exactly the state of one clean unit."""
+    purchases = [ev.purchase("a", DAY), ev.purchase("b", DAY), ev.purchase("c", DAY)]
+    records = [[ev.usage("a", DAY + timedelta(hours=1), miss=1), ev.usage("b", DAY + timedelta(hours=1), miss=2)],
+               [ev.usage("c", DAY + timedelta(hours=2), miss=3), ev.usage("b", DAY + timedelta(hours=2), miss=4)],
+               [ev.usage("a", DAY + timedelta(hours=3), miss=5)]]
+    records[2].append(records[1][1])  # a gateway retry inside the unit: charged once
+    records[2].append(ev.refresh(DAY + timedelta(hours=1, minutes=30), "b"))  # reads b's entries mid-unit
+
+    def unit(log, batches, first, commit=True):
+        values = [(encode_batch([InputEvent(topics.USAGE, 3, 1000 + i, e["account_id"].encode(), orjson.dumps(e))
+                                 for i, e in enumerate(batch)]), None, [(FORMAT_HEADER, b"2")], first + n)
+                  for n, batch in enumerate(batches)]
+        state = log.state(first)
+        processor.process_records(values, state, NOW)
+        writes = state.finish()
+        if commit:
+            log.backend.write(writes)
+        return writes
+
+    refresh_b = ev.refresh(DAY + timedelta(hours=1, minutes=45), "b")
+    full, torn = Log(processor), Log(processor)
+    for log in (full, torn):
+        for purchase in purchases:
+            log.feed(purchase)
+    unit(full, records, 3)
+    ordered = unit(torn, records, 3, commit=False).ordered()
+    assert full.get("b").state.packages[0].used_micro == 4 * 100 * 10**6  # after the refresh; the retry once
+    from streams.processing.state_store import Writes
+    for cut in range(len(ordered) + 1):
+        copy = Log(processor, DictBackend())
+        for key, value in torn.backend.data.items():
+            copy.backend.write(Writes([(key, value)]))
+        copy.backend.write(Writes(ordered[:cut]))
+        unit(copy, records[:1], 3)
+        unit(copy, records[1:], 4)
+        for log in (copy, full):  # a later refresh cutting b's usage again: none twice, none lost
+            log.offset = 6
+            log.feed(refresh_b)
+        for account in "abc":
+            assert copy.get(account).state.to_dict() == full.get(account).state.to_dict(), (cut, account)
+
+
 def test_usage_too_late_against_the_partitions_high_water_mark(processor):
     log = Log(processor)
     log.feed(ev.purchase("a", DAY, tier="max", period="annual"))
