@@ -6,7 +6,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import format_instant, parse_instant
+from schemas.events import _RFC3339, format_instant, parse_instant
 from streams.ledger.limits import DEFAULT_LIMITS
 from streams.ledger import AccountState, Limits, Rejection, decode_event, step
 from streams.ledger.units import credits_text, from_micro, parse_micro_text, parse_micro_texts, to_micro
@@ -74,3 +74,42 @@ def test_state_from_non_canonical_texts_is_accepted_and_normalized(catalog):
     nxt = ev(usage(at="2026-05-09T01:00:00Z", miss=3))
     assert step(restored, nxt, catalog).state.to_dict() == step(state, nxt, catalog).state.to_dict()
     assert not isinstance(decode_event(orjson.dumps(usage())), Rejection)
+
+
+def _parse_instant_general(value):
+    """`parse_instant` for a string without its plain-UTC shortcut: the rule that shortcut must keep."""
+    if _RFC3339.fullmatch(value) is None:
+        raise ValueError("instant must be RFC 3339 with an offset, e.g. 2026-05-27T00:00:00+08:00")
+    return datetime.fromisoformat(value.upper()).astimezone(timezone.utc)
+
+
+def _outcome(parse, text):
+    try:
+        value = parse(text)
+    except ValueError as error:
+        return ("error", str(error))
+    return ("ok", value, value.tzinfo is timezone.utc)
+
+
+_instant_texts = st.one_of(
+    _instants.map(lambda instant: instant.strftime("%Y-%m-%dT%H:%M:%S.%fZ")),
+    _instants.map(lambda instant: instant.replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")),
+    st.from_regex(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt W][0-9]{2}:[0-9]{2}:[0-9]{2}([.,][0-9]{0,8})?([Zz]|[+-]0[0-9]:[0-9]{2})?",
+                  fullmatch=True),
+    st.text(alphabet="0123456789-:.TtZzW+ \u0663\uff11\n", max_size=30),
+)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(_instant_texts)
+def test_parse_instant_plain_utc_shortcut_agrees(text):
+    assert _outcome(parse_instant, text) == _outcome(_parse_instant_general, text)
+
+
+def test_parse_instant_plain_utc_shortcut_edges():
+    for text in ("2026-05-02T10:00:00Z", "2026-05-02T10:00:00.5Z", "0001-01-01T00:00:00Z",
+                 "9999-12-31T23:59:59.999999Z", "2026-02-30T00:00:00Z", "2026-13-01T00:00:00Z",
+                 "0000-01-01T00:00:00Z", "2026-05-02T24:00:00Z", "2026-05-02T10:00:60Z",
+                 "2026-05-02T10:00:00.1234567Z", "2026-05-02T10:00:00.Z", "2026-05-02T10:00:00Z\n",
+                 "2026-05-02t10:00:00z", "2026-05-02T1\u0663:00:00Z", "2026-W18-5T10:00:00.12345Z"):
+        assert _outcome(parse_instant, text) == _outcome(_parse_instant_general, text), text
