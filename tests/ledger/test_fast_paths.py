@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from schemas.events import _RFC3339, format_instant, parse_instant
 from streams.ledger.limits import DEFAULT_LIMITS
+from streams.ledger.memory import DAY_S, InMemoryEventMemory, day_of
 from streams.ledger import AccountState, Limits, Rejection, decode_event, step
 from streams.ledger.units import credits_text, from_micro, parse_micro_text, parse_micro_texts, to_micro
 from tests.ledger.conftest import ev, purchase, run, usage
@@ -113,3 +114,37 @@ def test_parse_instant_plain_utc_shortcut_edges():
                  "2026-05-02T10:00:00.1234567Z", "2026-05-02T10:00:00.Z", "2026-05-02T10:00:00Z\n",
                  "2026-05-02t10:00:00z", "2026-05-02T1\u0663:00:00Z", "2026-W18-5T10:00:00.12345Z"):
         assert _outcome(parse_instant, text) == _outcome(_parse_instant_general, text), text
+
+
+_any_instants = st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59, 999999),
+                             timezones=st.sampled_from([timezone.utc, timezone(timedelta(hours=8)),
+                                                        timezone(timedelta(hours=-5, minutes=-30))]))
+
+
+@settings(max_examples=1500, deadline=None)
+@given(st.one_of(_any_instants,
+                 st.integers(-3, 99_003).map(lambda d: datetime(1970, 1, 1, tzinfo=timezone.utc)
+                                             + timedelta(days=d, microseconds=-1)),
+                 st.integers(-3, 99_003).map(lambda d: datetime(1970, 1, 1, tzinfo=timezone.utc)
+                                             + timedelta(days=d))))
+def test_day_of_shortcut_agrees(instant):
+    assert day_of(instant) == int((instant - datetime(1970, 1, 1, tzinfo=timezone.utc)).total_seconds()) // DAY_S
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 40), st.integers(-5, 60)), max_size=60))
+def test_memory_expire_shortcut_agrees(operations):
+    """Remember ids on random days and expire at random bounds: the same as dropping every day < bound."""
+    memory = InMemoryEventMemory()
+    kept: dict[tuple[str, str], int] = {}
+    base = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    for n, (account, day, bound) in enumerate(operations):
+        at = base + timedelta(days=day, hours=n % 24)
+        memory.remember(f"a{account}", f"e{n % 7}", f"f{n}", at)
+        kept.setdefault((f"a{account}", f"e{n % 7}"), day_of(at))
+        before = day_of(base) + bound
+        expected = {key for key, d in kept.items() if d < before}
+        assert memory.expire(before) == len(expected)
+        kept = {key: d for key, d in kept.items() if d >= before}
+        assert len(memory) == len(kept)
+        assert all(memory.fingerprint_of(*key) is not None for key in kept)
