@@ -51,8 +51,8 @@ from streams.ledger.rating import charge_micro
 from streams.ledger.rejections import Reason, Rejection, reject
 from streams.ledger.units import credits_text, from_micro, to_micro
 
-__all__ = ["AccountState", "Fact", "StepResult", "decide_purchase", "decide_upgrade",
-           "derive_event_id", "event_fingerprint", "step"]
+__all__ = ["AccountState", "Fact", "StepResult", "charge_plain_usage", "decide_purchase",
+           "decide_upgrade", "derive_event_id", "event_fingerprint", "step", "usage_too_late"]
 
 Fact = BalanceChanged | QuotaExhausted | QuotaRestored
 
@@ -397,7 +397,7 @@ def step(state: AccountState | None, event: Event, catalog: Catalog,
     else:
         current = state
     is_usage = type(event) is Usage
-    if is_usage and high_water is not None and event.occurred_at < high_water - limits.lateness_max:
+    if is_usage and usage_too_late(event.occurred_at, high_water, limits):
         return StepResult(state, rejection=reject(
             Reason.USAGE_TOO_LATE,
             f"occurred_at {format_instant(event.occurred_at)} is more than lateness_max "
@@ -425,18 +425,25 @@ def step(state: AccountState | None, event: Event, catalog: Catalog,
     return StepResult(outcome, facts, fingerprint=fingerprint)
 
 
+def usage_too_late(instant: datetime, high_water: datetime | None, limits: Limits) -> bool:
+    """The lateness rule: usage more than `lateness_max` before its partition's high-water mark."""
+    return high_water is not None and instant < high_water - limits.lateness_max
+
+
 def _refuse(reason: Reason, event: Event, account_id: str, detail: str = "") -> Rejection:
     return reject(reason, detail, event_id=event.event_id, account_id=account_id)
 
 
 def _replace_package(packages: tuple[Package, ...], index: int, package: Package
                      ) -> tuple[Package, ...]:
+    if index == len(packages) - 1:  # the usual one: the newest package
+        return packages[:index] + (package,)
     return packages[:index] + (package,) + packages[index + 1:]
 
 
-def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
-                    facts: _Facts) -> tuple[Package, ...] | Rejection:
-    """The account's packages after charging `event` (the hot path of the whole core)."""
+def _usage_charge(state: AccountState, event: Usage, catalog: Catalog
+                  ) -> tuple[int, Package, int] | Rejection:
+    """Where usage is charged: (index of its package, that package after the charge, micro-credits)."""
     instant = event.occurred_at
     version = catalog.version_at(instant)
     if version is None:
@@ -461,8 +468,17 @@ def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits:
             return _refuse(Reason.PERIOD_PRUNED, event, state.account_id)
         return _refuse(Reason.USAGE_OUTSIDE_PACKAGE, event, state.account_id,
                        f"no package of the account contains {format_instant(instant)}")
-    package = package.with_usage(instant, micro, state.refreshes)
-    facts.appended.append((package.opened_by, instant, micro))
+    return index, package.with_usage(instant, micro, state.refreshes), micro
+
+
+def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
+                    facts: _Facts) -> tuple[Package, ...] | Rejection:
+    """The account's packages after charging `event` (the hot path of the whole core)."""
+    charge = _usage_charge(state, event, catalog)
+    if type(charge) is Rejection:
+        return charge
+    index, package, micro = charge
+    facts.appended.append((package.opened_by, event.occurred_at, micro))
     used, limit = package.used_micro, package.credits_limit_micro
     if used >= limit:
         if not package.exhausted:
@@ -472,9 +488,25 @@ def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits:
         facts.restored(package)
         package = replace(package, exhausted=False)
     facts.records.append(("bc", package, micro, None))
-    if index == len(packages) - 1:
-        return packages[:index] + (package,)
-    return packages[:index] + (package,) + packages[index + 1:]
+    return _replace_package(state.packages, index, package)
+
+
+def charge_plain_usage(state: AccountState, event: Usage, catalog: Catalog
+                       ) -> tuple[AccountState, Package, int] | None:
+    """`step`'s charge of usage when it is plain, for a caller that reads no facts (the replay fold).
+
+    Plain: accepted, and no exhaustion starts or ends, so its one fact is the balance
+    change. Returns (new state, the charged package, micro-credits), exactly what
+    `step` would; None when not plain: the caller then asks `step`. The lateness and
+    duplicate checks are the caller's (`usage_too_late`, its event memory).
+    """
+    charge = _usage_charge(state, event, catalog)
+    if type(charge) is Rejection:
+        return None
+    index, package, micro = charge
+    if package.exhausted or package.used_micro >= package.credits_limit_micro:
+        return None
+    return state.with_packages(_replace_package(state.packages, index, package)), package, micro
 
 
 # ---------------------------------------------------------------- packages opened

@@ -15,8 +15,9 @@ import bisect
 from collections.abc import Iterable, MutableMapping
 from datetime import datetime
 
-from schemas.events import QuotaRefreshed, format_instant
-from streams.ledger.account import AccountState, StepResult, event_fingerprint, step
+from schemas.events import QuotaRefreshed, Usage, format_instant
+from streams.ledger.account import (AccountState, StepResult, charge_plain_usage, event_fingerprint,
+                                    step, usage_too_late)
 from streams.ledger.catalog import Catalog
 from streams.ledger.decode import decode_event
 from streams.ledger.dedupe import AppliedIds
@@ -47,6 +48,8 @@ class Ledger:
         self.limits = limits
         self.partitions = partitions
         self.memories: dict[int, InMemoryEventMemory] = {}
+        #: account -> (partition, event memory), for the accounts `fold` met (see `_home`).
+        self._homes: dict[str, tuple[int, InMemoryEventMemory]] = {}
         self._shared_memory = memory
         self.high_waters: dict[int, datetime] = {}
         self.accounts = {} if accounts is None else accounts
@@ -70,6 +73,66 @@ class Ledger:
             return event
         return self.apply(event)
 
+    def fold(self, raw: bytes | str | dict) -> None:
+        """`feed` for a caller that reads no step results (the replay loop): the same effects.
+
+        Why: plain usage is nearly every line of a log, and `_fold_usage` applies it
+        without building the StepResult and fact records that only a caller of
+        `feed` reads; every other event takes `feed`'s path.
+        """
+        event = decode_event(raw, self.limits)
+        if type(event) is Usage and self._fold_usage(event):
+            return
+        if isinstance(event, Rejection):
+            self.rejected.append(event)
+        else:
+            self.apply(event)
+
+    def _fold_usage(self, event: Usage) -> bool:
+        """Apply usage as `apply` (and so `step`) would, when plain; False: nothing done, call `apply`.
+
+        Plain: a known account, not too late, an id not remembered, and a charge
+        `charge_plain_usage` takes (no exhaustion starts or ends). The rules are
+        `step`'s own functions; tests/ledger/test_fast_paths.py checks both paths agree.
+        """
+        account_id = event.account_id
+        state = self.accounts.get(account_id)
+        if state is None:
+            return False
+        partition, memory = self._home(account_id)
+        high_water = self.high_waters.get(partition)
+        if usage_too_late(event.occurred_at, high_water, self.limits):
+            return False
+        if memory.fingerprint_of(account_id, event.event_id) is not None:
+            return False
+        charged = charge_plain_usage(state, event, self.catalog)
+        if charged is None:
+            return False
+        new_state, package, micro = charged
+        self.accounts[account_id] = new_state
+        memory.remember(account_id, event.event_id, event_fingerprint(event), event.occurred_at)
+        memory.append(account_id, ((package.opened_by, event.occurred_at, micro),))
+        self._advance(partition, memory, high_water, event)
+        self.applied_count += 1
+        self.facts_count += 1  # its balance.changed
+        return True
+
+    def _home(self, account_id: str) -> tuple[int, InMemoryEventMemory]:
+        """(partition, event memory) of an account, memoized: every usage event needs both."""
+        home = self._homes.get(account_id)
+        if home is None:
+            partition = account_partition(account_id, self.partitions)
+            home = self._homes[account_id] = (partition, self._memory(partition))
+        return home
+
+    def _advance(self, partition: int, memory: InMemoryEventMemory, high_water: datetime | None,
+                 event) -> None:
+        """After an applied event: move the partition's high-water mark, expire the ids left behind."""
+        moved = advance(high_water, event)
+        if moved is not high_water:
+            self.high_waters[partition] = moved
+            memory.expire(expired_before(moved, self.limits.dedupe_window))
+
     def apply(self, event) -> list[StepResult]:
         """Apply one decoded event; returns its step results (facts are read from them)."""
         if isinstance(event, QuotaRefreshed) and event.account_id is None:
@@ -84,10 +147,7 @@ class Ledger:
             self.accounts[account_id] = result.state
         if result.fingerprint is not None:
             memory.record_applied(account_id, event, result)
-            moved = advance(high_water, event)
-            if moved is not high_water:
-                self.high_waters[partition] = moved
-                memory.expire(expired_before(moved, self.limits.dedupe_window))
+            self._advance(partition, memory, high_water, event)
         return [self._record(result)]
 
     def memory_of(self, account_id: str) -> InMemoryEventMemory:
