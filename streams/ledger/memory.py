@@ -89,20 +89,26 @@ class InMemoryEventMemory:
     def remember(self, account_id: str, event_id: str, fingerprint: str, occurred_at: datetime) -> None:
         """Record an applied event id under its event-time day."""
         key = (account_id, event_id)
-        if key not in self._ids:
+        ids = self._ids
+        known = len(ids)
+        ids[key] = fingerprint
+        if len(ids) > known:  # a new id (one lookup, not two: this runs for every event)
             day = day_of(occurred_at)
             self._days[day].append(key)
             if self._oldest_day is None or day < self._oldest_day:
                 self._oldest_day = day
-        self._ids[key] = fingerprint
 
     def append(self, account_id: str, appended: Iterable[tuple[str, datetime, int]]) -> None:
         """Append (package_id, occurred_at, micro) usage entries."""
         for package_id, instant, micro in appended:
-            entries = self._entries.get((account_id, package_id))
-            if entries is None:
-                entries = self._entries[(account_id, package_id)] = []
-            entries.append((instant, micro))
+            self.append_entry(account_id, package_id, instant, micro)
+
+    def append_entry(self, account_id: str, package_id: str, instant: datetime, micro: int) -> None:
+        """Append one usage entry of the package `package_id`."""
+        entries = self._entries.get((account_id, package_id))
+        if entries is None:
+            entries = self._entries[(account_id, package_id)] = []
+        entries.append((instant, micro))
 
     def expire(self, before_day: int | None) -> int:
         """Drop the ids of every day < before_day (whole buckets); returns how many."""
