@@ -212,7 +212,7 @@ def _fold_and_feed(lines: list[bytes], limits: Limits, partitions: int) -> list[
     folded = Ledger(load_catalog(), limits, partitions=partitions)
     taken: list[bool] = []
     fast = folded._fold_usage
-    folded._fold_usage = lambda event: taken.append(fast(event)) or taken[-1]
+    folded._fold_usage = lambda usage: taken.append(fast(usage)) or taken[-1]
     for line in lines:
         fed.feed(line)
         folded.fold(line)
@@ -237,7 +237,7 @@ def test_fold_takes_the_fast_path_for_plain_usage_only():
     ledger = Ledger(load_catalog())
     taken = []
     fast = ledger._fold_usage
-    ledger._fold_usage = lambda event: taken.append(fast(event)) or taken[-1]
+    ledger._fold_usage = lambda usage: taken.append(fast(usage)) or taken[-1]
     retry = usage("bob", "2026-05-02T01:00:00Z", miss=10)
     for data in (usage("bob"), purchase("bob"), retry, retry,
                  usage("bob", "2026-05-03T00:00:00Z", model="MiMo-V2-Pro", miss=9_000_000),
