@@ -91,8 +91,9 @@ def _replay_into(ledger: Ledger, path: str, progress: bool | None) -> Ledger:
         if show and size:
             _replay_with_progress(ledger, stream, size)
         else:
+            fold = ledger.fold
             for line in _lines(stream):
-                ledger.feed(line)
+                fold(line)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -112,7 +113,7 @@ def _replay_with_progress(ledger: Ledger, stream: BinaryIO, size: int) -> None:
         for count, line in enumerate(stream, 1):
             done += len(line)
             if line.strip():
-                ledger.feed(line)
+                ledger.fold(line)
             if count % 20000 == 0:
                 bar.update(task, completed=done)
         bar.update(task, completed=size)

@@ -51,8 +51,9 @@ from streams.ledger.rating import charge_micro
 from streams.ledger.rejections import Reason, Rejection, reject
 from streams.ledger.units import credits_text, from_micro, to_micro
 
-__all__ = ["AccountState", "Fact", "StepResult", "decide_purchase", "decide_upgrade",
-           "derive_event_id", "event_fingerprint", "step"]
+__all__ = ["AccountState", "Fact", "StepResult", "charge_plain_usage", "decide_purchase",
+           "decide_upgrade", "derive_event_id", "event_fingerprint", "fields_fingerprint", "step",
+           "usage_too_late"]
 
 Fact = BalanceChanged | QuotaExhausted | QuotaRestored
 
@@ -209,7 +210,12 @@ def event_fingerprint(event: Event) -> str:
     __pydantic_extra__); orjson renders them canonically (sorted keys, UTC
     instants in RFC 3339), and blake2b shortens that to 64 bits.
     """
-    return fingerprint_bytes(orjson.dumps(event.__dict__, option=orjson.OPT_SORT_KEYS))
+    return fields_fingerprint(event.__dict__)
+
+
+def fields_fingerprint(fields: dict) -> str:
+    """`event_fingerprint` of the event whose declared fields (its `__dict__`) are `fields`."""
+    return fingerprint_bytes(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
 
 
 def derive_event_id(kind: str, account_id: str, cause_event_id: str, ordinal: int) -> str:
@@ -397,7 +403,7 @@ def step(state: AccountState | None, event: Event, catalog: Catalog,
     else:
         current = state
     is_usage = type(event) is Usage
-    if is_usage and high_water is not None and event.occurred_at < high_water - limits.lateness_max:
+    if is_usage and usage_too_late(event.occurred_at, high_water, limits):
         return StepResult(state, rejection=reject(
             Reason.USAGE_TOO_LATE,
             f"occurred_at {format_instant(event.occurred_at)} is more than lateness_max "
@@ -425,27 +431,38 @@ def step(state: AccountState | None, event: Event, catalog: Catalog,
     return StepResult(outcome, facts, fingerprint=fingerprint)
 
 
+def usage_too_late(instant: datetime, high_water: datetime | None, limits: Limits) -> bool:
+    """The lateness rule: usage more than `lateness_max` before its partition's high-water mark."""
+    return high_water is not None and instant < high_water - limits.lateness_max
+
+
 def _refuse(reason: Reason, event: Event, account_id: str, detail: str = "") -> Rejection:
     return reject(reason, detail, event_id=event.event_id, account_id=account_id)
 
 
 def _replace_package(packages: tuple[Package, ...], index: int, package: Package
                      ) -> tuple[Package, ...]:
+    if index == len(packages) - 1:  # the usual one: the newest package
+        return packages[:index] + (package,)
     return packages[:index] + (package,) + packages[index + 1:]
 
 
-def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
-                    facts: _Facts) -> tuple[Package, ...] | Rejection:
-    """The account's packages after charging `event` (the hot path of the whole core)."""
-    instant = event.occurred_at
+def _usage_charge(state: AccountState, usage: dict, catalog: Catalog
+                  ) -> tuple[int, Package, int] | Rejection:
+    """Where usage is charged: (index of its package, that package after the charge, micro-credits).
+
+    `usage` is the event's declared fields (`Usage.__dict__`): read from the dict, not
+    through the model's attributes, which pydantic serves more slowly (the hot path).
+    """
+    instant = usage["occurred_at"]
     version = catalog.version_at(instant)
     if version is None:
-        return _refuse(Reason.NO_CATALOG_VERSION, event, state.account_id)
-    micro = charge_micro(version, event.model, event.input_cache_hit_tokens,
-                         event.input_cache_miss_tokens, event.output_tokens, instant)
+        return _refuse_usage(Reason.NO_CATALOG_VERSION, usage)
+    micro = charge_micro(version, usage["model"], usage["input_cache_hit_tokens"],
+                         usage["input_cache_miss_tokens"], usage["output_tokens"], instant)
     if micro is None:
-        return _refuse(Reason.UNKNOWN_MODEL, event, state.account_id,
-                       f"model {event.model!r} is not in catalog {version.name}")
+        return _refuse_usage(Reason.UNKNOWN_MODEL, usage,
+                             f"model {usage['model']!r} is not in catalog {version.name}")
     packages = state.packages
     # package_index_at, inlined: the package containing `instant`, newest first.
     index = len(packages) - 1
@@ -458,11 +475,24 @@ def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits:
         index -= 1
     if index < 0:
         if state.pruned_until is not None and instant < state.pruned_until:
-            return _refuse(Reason.PERIOD_PRUNED, event, state.account_id)
-        return _refuse(Reason.USAGE_OUTSIDE_PACKAGE, event, state.account_id,
-                       f"no package of the account contains {format_instant(instant)}")
-    package = package.with_usage(instant, micro, state.refreshes)
-    facts.appended.append((package.opened_by, instant, micro))
+            return _refuse_usage(Reason.PERIOD_PRUNED, usage)
+        return _refuse_usage(Reason.USAGE_OUTSIDE_PACKAGE, usage,
+                             f"no package of the account contains {format_instant(instant)}")
+    return index, package.with_usage(instant, micro, state.refreshes), micro
+
+
+def _refuse_usage(reason: Reason, usage: dict, detail: str = "") -> Rejection:
+    return reject(reason, detail, event_id=usage["event_id"], account_id=usage["account_id"])
+
+
+def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
+                    facts: _Facts) -> tuple[Package, ...] | Rejection:
+    """The account's packages after charging `event` (the hot path of the whole core)."""
+    charge = _usage_charge(state, event.__dict__, catalog)
+    if type(charge) is Rejection:
+        return charge
+    index, package, micro = charge
+    facts.appended.append((package.opened_by, event.occurred_at, micro))
     used, limit = package.used_micro, package.credits_limit_micro
     if used >= limit:
         if not package.exhausted:
@@ -472,9 +502,26 @@ def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits:
         facts.restored(package)
         package = replace(package, exhausted=False)
     facts.records.append(("bc", package, micro, None))
-    if index == len(packages) - 1:
-        return packages[:index] + (package,)
-    return packages[:index] + (package,) + packages[index + 1:]
+    return _replace_package(state.packages, index, package)
+
+
+def charge_plain_usage(state: AccountState, usage: dict, catalog: Catalog
+                       ) -> tuple[AccountState, Package, int] | None:
+    """`step`'s charge of usage when it is plain, for a caller that reads no facts (the replay fold).
+
+    `usage`: the event's declared fields (`Usage.__dict__`, or `decode.plain_usage_fields`).
+    Plain: accepted, and no exhaustion starts or ends, so its one fact is the balance
+    change. Returns (new state, the charged package, micro-credits), exactly what
+    `step` would; None when not plain: the caller then asks `step`. The lateness and
+    duplicate checks are the caller's (`usage_too_late`, its event memory).
+    """
+    charge = _usage_charge(state, usage, catalog)
+    if type(charge) is Rejection:
+        return None
+    index, package, micro = charge
+    if package.exhausted or package.used_micro >= package.credits_limit_micro:
+        return None
+    return state.with_packages(_replace_package(state.packages, index, package)), package, micro
 
 
 # ---------------------------------------------------------------- packages opened

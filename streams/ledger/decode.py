@@ -6,6 +6,7 @@ a secret). Order of checks: size, JSON, secret keys, contract, limits.
 """
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 import orjson
@@ -23,7 +24,7 @@ from schemas.events import (
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
 from streams.ledger.rejections import Reason, Rejection, contains_secret, reject
 
-__all__ = ["decode_event", "find_secret_field"]
+__all__ = ["decode_event", "find_secret_field", "plain_usage_fields"]
 
 _TOKEN_FIELDS = ("input_cache_hit_tokens", "input_cache_miss_tokens", "output_tokens")
 _TIMESTAMP_FIELDS = ("occurred_at",)
@@ -72,7 +73,15 @@ def _parse(raw: bytes | bytearray | memoryview | str | dict, limits: Limits
         return reject(Reason.INVALID_JSON, f"not JSON: {str(error).split(':')[0]}")
     if not isinstance(data, dict):
         return reject(Reason.INVALID_JSON, "the event must be a JSON object")
-    return data, (b"tp-" in raw or b"\\u" in raw)
+    return data, _may_hold_secret(raw)
+
+
+def _may_hold_secret(raw: bytes | bytearray | memoryview) -> bool:
+    """False only when no decoded string can hold a key: no "tp-" and no JSON \\u escape.
+
+    The one-byte search for a backslash comes first: it is cheap, and usually settles it.
+    """
+    return b"tp-" in raw or (b"\\" in raw and b"\\u" in raw)
 
 
 def _reason_for(error: dict) -> Reason:
@@ -129,7 +138,7 @@ def decode_event(raw: bytes | bytearray | memoryview | str | dict,
             return reject(Reason.INVALID_JSON, f"not JSON: {str(error).split(':')[0]}")
         if type(data) is not dict:
             return reject(Reason.INVALID_JSON, "the event must be a JSON object")
-        may_hold_secret = b"tp-" in raw or b"\\u" in raw
+        may_hold_secret = _may_hold_secret(raw)
         if not may_hold_secret:
             event = _fast_usage(data, limits)
             if event is not None:
@@ -174,25 +183,58 @@ def _validate(data: dict, may_hold_secret: bool, limits: Limits) -> Event | Reje
 _CLUSTERS = frozenset(("cn", "sgp", "ams"))
 _PROTOCOLS = frozenset(("openai", "anthropic"))
 _object_setattr = object.__setattr__
+#: The required usage fields but `type`, in one C call (12 dict.get calls cost more).
+_required_fields = itemgetter("input_cache_hit_tokens", "input_cache_miss_tokens", "output_tokens",
+                              "event_id", "account_id", "model", "key_id", "occurred_at", "cluster",
+                              "protocol")
 _new_usage = Usage.__new__
+
+
+def plain_usage_fields(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | None:
+    """The declared fields of a usage line that `decode_event` accepts on its fast path, without the model.
+
+    Exactly the `__dict__` of the Usage `decode_event(raw, limits)` would return (extras
+    left out: no rule reads them). None says nothing about the line: ask `decode_event`.
+    For a caller that reads only the fields (the replay fold): building the pydantic
+    model costs as much as checking the line.
+    """
+    if type(raw) is not bytes or len(raw) > limits.event_bytes_max:
+        return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    if type(data) is not dict or _may_hold_secret(raw):
+        return None
+    return _plain_usage_fields(data, limits)
 
 
 def _fast_usage(data: dict, limits: Limits) -> Usage | None:
     """A Usage built without the validator when `data` is plainly valid, else None."""
+    values = _plain_usage_fields(data, limits)
+    if values is None:
+        return None
+    size = len(data)
+    extra = ({k: v for k, v in data.items() if k not in values}
+             if size > (12 if "client" in data else 11) else {})
+    event = _new_usage(Usage)
+    _object_setattr(event, "__dict__", values)
+    _object_setattr(event, "__pydantic_extra__", extra)
+    _object_setattr(event, "__pydantic_fields_set__", set(data))  # as pydantic: given keys
+    _object_setattr(event, "__pydantic_private__", None)
+    return event
+
+
+def _plain_usage_fields(data: dict, limits: Limits) -> dict[str, Any] | None:
+    """The model's field values (its `__dict__`, in field order) when `data` is plainly valid usage, else None."""
     if data.get("type") != "usage":
         return None
-    get = data.get
-    hit = get("input_cache_hit_tokens")
-    miss = get("input_cache_miss_tokens")
-    output = get("output_tokens")
-    event_id = get("event_id")
-    account_id = get("account_id")
-    model = get("model")
-    key_id = get("key_id")
-    occurred_at = get("occurred_at")
-    cluster = get("cluster")
-    protocol = get("protocol")
-    client = get("client")
+    try:
+        hit, miss, output, event_id, account_id, model, key_id, occurred_at, cluster, protocol = \
+            _required_fields(data)
+    except KeyError:  # a required field is missing: the general path names it
+        return None
+    client = data.get("client")
     tokens_max = limits.tokens_per_field_max
     # Types first: `in` on a frozenset would raise on an unhashable value (a list).
     if not (type(hit) is int and type(miss) is int and type(output) is int
@@ -210,17 +252,8 @@ def _fast_usage(data: dict, limits: Limits) -> Usage | None:
         instant = parse_instant(occurred_at)
     except ValueError:
         return None
-    values = {"event_id": event_id, "occurred_at": instant, "type": "usage",
-              "account_id": account_id, "model": model,
-              "input_cache_hit_tokens": hit, "input_cache_miss_tokens": miss,
-              "output_tokens": output, "key_id": key_id, "cluster": cluster,
-              "protocol": protocol, "client": client}
-    size = len(data)
-    extra = ({k: v for k, v in data.items() if k not in values}
-             if size > (12 if "client" in data else 11) else {})
-    event = _new_usage(Usage)
-    _object_setattr(event, "__dict__", values)
-    _object_setattr(event, "__pydantic_extra__", extra)
-    _object_setattr(event, "__pydantic_fields_set__", set(data))  # as pydantic: given keys
-    _object_setattr(event, "__pydantic_private__", None)
-    return event
+    return {"event_id": event_id, "occurred_at": instant, "type": "usage",
+            "account_id": account_id, "model": model,
+            "input_cache_hit_tokens": hit, "input_cache_miss_tokens": miss,
+            "output_tokens": output, "key_id": key_id, "cluster": cluster,
+            "protocol": protocol, "client": client}

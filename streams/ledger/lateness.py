@@ -13,14 +13,18 @@ from datetime import datetime
 
 from schemas.events import Usage
 
-__all__ = ["advance"]
+__all__ = ["advance", "advance_to"]
 
 
 def advance(high_water: datetime | None, event: object) -> datetime | None:
     """The partition's high-water mark after `event` was applied (the same object when unchanged)."""
     if type(event) is not Usage:
         return high_water
-    instant = event.occurred_at  # type: ignore[attr-defined]
+    return advance_to(high_water, event.occurred_at)  # type: ignore[attr-defined]
+
+
+def advance_to(high_water: datetime | None, instant: datetime) -> datetime | None:
+    """The mark after usage that occurred at `instant` was applied (the same object when unchanged)."""
     if high_water is None or instant > high_water:
         return instant
     return high_water

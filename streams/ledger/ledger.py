@@ -16,11 +16,12 @@ from collections.abc import Iterable, MutableMapping
 from datetime import datetime
 
 from schemas.events import QuotaRefreshed, format_instant
-from streams.ledger.account import AccountState, StepResult, event_fingerprint, step
+from streams.ledger.account import (AccountState, StepResult, charge_plain_usage, event_fingerprint,
+                                    fields_fingerprint, step, usage_too_late)
 from streams.ledger.catalog import Catalog
-from streams.ledger.decode import decode_event
+from streams.ledger.decode import decode_event, plain_usage_fields
 from streams.ledger.dedupe import AppliedIds
-from streams.ledger.lateness import advance
+from streams.ledger.lateness import advance, advance_to
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
 from streams.ledger.memory import InMemoryEventMemory, expired_before
 from streams.ledger.partitioning import account_partition
@@ -47,6 +48,8 @@ class Ledger:
         self.limits = limits
         self.partitions = partitions
         self.memories: dict[int, InMemoryEventMemory] = {}
+        #: account -> (partition, event memory), for the accounts `fold` met (see `_home`).
+        self._homes: dict[str, tuple[int, InMemoryEventMemory]] = {}
         self._shared_memory = memory
         self.high_waters: dict[int, datetime] = {}
         self.accounts = {} if accounts is None else accounts
@@ -70,6 +73,68 @@ class Ledger:
             return event
         return self.apply(event)
 
+    def fold(self, raw: bytes | str | dict) -> None:
+        """`feed` for a caller that reads no step results (the replay loop): the same effects.
+
+        Why: plain usage is nearly every line of a log, and `_fold_usage` applies it from
+        its fields alone, without the pydantic model, the StepResult and the fact records
+        that only a caller of `feed` reads; every other line takes `feed`'s path.
+        """
+        fields = plain_usage_fields(raw, self.limits)
+        if fields is not None and self._fold_usage(fields):
+            return
+        event = decode_event(raw, self.limits)
+        if isinstance(event, Rejection):
+            self.rejected.append(event)
+        else:
+            self.apply(event)
+
+    def _fold_usage(self, usage: dict) -> bool:
+        """Apply usage as `apply` (and so `step`) would, when plain; False: nothing done, call `apply`.
+
+        `usage`: the declared fields of a decoded Usage. Plain: a known account, not too
+        late, an id not remembered, and a charge `charge_plain_usage` takes (no exhaustion
+        starts or ends). The rules are `step`'s own functions; tests/ledger/test_fast_paths.py
+        checks that both paths agree.
+        """
+        account_id = usage["account_id"]
+        state = self.accounts.get(account_id)
+        if state is None:
+            return False
+        partition, memory = self._home(account_id)
+        high_water = self.high_waters.get(partition)
+        instant, event_id = usage["occurred_at"], usage["event_id"]
+        if usage_too_late(instant, high_water, self.limits):
+            return False
+        if memory.fingerprint_of(account_id, event_id) is not None:
+            return False
+        charged = charge_plain_usage(state, usage, self.catalog)
+        if charged is None:
+            return False
+        new_state, package, micro = charged
+        self.accounts[account_id] = new_state
+        memory.remember(account_id, event_id, fields_fingerprint(usage), instant)
+        memory.append_entry(account_id, package.opened_by, instant, micro)
+        self._move_high_water(partition, memory, high_water, advance_to(high_water, instant))
+        self.applied_count += 1
+        self.facts_count += 1  # its balance.changed
+        return True
+
+    def _home(self, account_id: str) -> tuple[int, InMemoryEventMemory]:
+        """(partition, event memory) of an account, memoized: every usage event needs both."""
+        home = self._homes.get(account_id)
+        if home is None:
+            partition = account_partition(account_id, self.partitions)
+            home = self._homes[account_id] = (partition, self._memory(partition))
+        return home
+
+    def _move_high_water(self, partition: int, memory: InMemoryEventMemory, high_water: datetime | None,
+                         moved: datetime | None) -> None:
+        """After an applied event: set the partition's new mark, expire the ids it leaves behind."""
+        if moved is not high_water:
+            self.high_waters[partition] = moved
+            memory.expire(expired_before(moved, self.limits.dedupe_window))
+
     def apply(self, event) -> list[StepResult]:
         """Apply one decoded event; returns its step results (facts are read from them)."""
         if isinstance(event, QuotaRefreshed) and event.account_id is None:
@@ -84,10 +149,7 @@ class Ledger:
             self.accounts[account_id] = result.state
         if result.fingerprint is not None:
             memory.record_applied(account_id, event, result)
-            moved = advance(high_water, event)
-            if moved is not high_water:
-                self.high_waters[partition] = moved
-                memory.expire(expired_before(moved, self.limits.dedupe_window))
+            self._move_high_water(partition, memory, high_water, advance(high_water, event))
         return [self._record(result)]
 
     def memory_of(self, account_id: str) -> InMemoryEventMemory:

@@ -44,9 +44,18 @@ class EventMemory(Protocol):
         ...
 
 
+#: Below this many days after the epoch (about the year 2240), `total_seconds()` of the
+#: offset is exact to the second (it is < 2**33 s), so `day_of` equals `timedelta.days`.
+_EXACT_DAYS = 99_000
+
+
 def day_of(instant: datetime) -> int:
     """The event-time day (days since 1970-01-01 UTC) an id is bucketed under."""
-    return int((instant - _EPOCH).total_seconds()) // DAY_S
+    delta = instant - _EPOCH
+    days = delta.days
+    if 0 <= days < _EXACT_DAYS:  # every real event: skip the float (the same day)
+        return days
+    return int(delta.total_seconds()) // DAY_S
 
 
 def expired_before(high_water: datetime | None, window: timedelta) -> int | None:
@@ -67,6 +76,9 @@ class InMemoryEventMemory:
         self._ids: dict[tuple[str, str], str] = {}
         self._days: dict[int, list[tuple[str, str]]] = defaultdict(list)
         self._entries: dict[tuple[str, str], Entries] = {}
+        #: The smallest day holding ids (None: none), so that `expire`, called at every
+        #: move of the high-water mark, costs nothing while no day is due.
+        self._oldest_day: int | None = None
 
     def fingerprint_of(self, account_id: str, event_id: str) -> str | None:
         return self._ids.get((account_id, event_id))
@@ -77,27 +89,37 @@ class InMemoryEventMemory:
     def remember(self, account_id: str, event_id: str, fingerprint: str, occurred_at: datetime) -> None:
         """Record an applied event id under its event-time day."""
         key = (account_id, event_id)
-        if key not in self._ids:
-            self._days[day_of(occurred_at)].append(key)
-        self._ids[key] = fingerprint
+        ids = self._ids
+        known = len(ids)
+        ids[key] = fingerprint
+        if len(ids) > known:  # a new id (one lookup, not two: this runs for every event)
+            day = day_of(occurred_at)
+            self._days[day].append(key)
+            if self._oldest_day is None or day < self._oldest_day:
+                self._oldest_day = day
 
     def append(self, account_id: str, appended: Iterable[tuple[str, datetime, int]]) -> None:
         """Append (package_id, occurred_at, micro) usage entries."""
         for package_id, instant, micro in appended:
-            entries = self._entries.get((account_id, package_id))
-            if entries is None:
-                entries = self._entries[(account_id, package_id)] = []
-            entries.append((instant, micro))
+            self.append_entry(account_id, package_id, instant, micro)
+
+    def append_entry(self, account_id: str, package_id: str, instant: datetime, micro: int) -> None:
+        """Append one usage entry of the package `package_id`."""
+        entries = self._entries.get((account_id, package_id))
+        if entries is None:
+            entries = self._entries[(account_id, package_id)] = []
+        entries.append((instant, micro))
 
     def expire(self, before_day: int | None) -> int:
         """Drop the ids of every day < before_day (whole buckets); returns how many."""
-        if before_day is None:
+        if before_day is None or self._oldest_day is None or self._oldest_day >= before_day:
             return 0
         dropped = 0
         for day in [d for d in self._days if d < before_day]:
             for key in self._days.pop(day):
                 if self._ids.pop(key, None) is not None:
                     dropped += 1
+        self._oldest_day = min(self._days, default=None)
         return dropped
 
     def record_applied(self, account_id: str, event, result) -> None:

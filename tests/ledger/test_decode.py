@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from schemas.events import EVENT_ADAPTER, Usage
 from streams.ledger import Limits, Rejection, decode_event
-from streams.ledger.decode import _fast_usage
+from streams.ledger.decode import _fast_usage, plain_usage_fields
 from tests.ledger.conftest import purchase, refresh, usage, utc
 
 
@@ -131,3 +131,22 @@ def test_fast_path_agrees_with_pydantic(changes, dropped):
         assert fast.model_fields_set == slow.model_fields_set
         assert fast.model_dump_json() == slow.model_dump_json()
     assert decode_event(data) == (slow if slow is not None else decode_event(data))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(list(Usage.model_fields) + ["extra"]), _values, max_size=4),
+       st.sets(st.sampled_from(list(Usage.model_fields)), max_size=2),
+       st.sampled_from(["", "tp-0123456789abc", "caf\u00e9", "a\\\\b"]))
+def test_plain_usage_fields_are_the_fast_paths_model(changes, dropped, client):
+    """`plain_usage_fields(raw)` is exactly the __dict__ of what `decode_event(raw)` gives, when not None."""
+    data = {**usage(event_id="u1", client=client), **changes}
+    for name in dropped:
+        data.pop(name, None)
+    raw = orjson.dumps(data)
+    fields = plain_usage_fields(raw)
+    event = decode_event(raw)
+    if fields is not None:
+        assert type(event) is Usage and list(fields.items()) == list(event.__dict__.items())
+    elif _fast_usage(data, Limits()) is not None:  # refused only for a possible secret
+        assert b"tp-" in raw or b"\\u" in raw
+    assert plain_usage_fields(raw.decode()) is None and plain_usage_fields(raw, Limits(event_bytes_max=10)) is None
