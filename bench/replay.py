@@ -21,7 +21,7 @@ import orjson
 
 from streams.ledger.catalog import load_catalog
 from streams.cli.replay import replay_into
-from streams.ledger.ledger import Ledger
+from streams.ledger.fold import Fold
 
 MODELS = ("MiMo-V2.5-Pro", "mimo-v2.5", "MiMo-V2-Pro", "MiMo-V2-Omni", "MiMo-V2.5-TTS")
 CLUSTERS = ("cn", "sgp", "ams")
@@ -56,9 +56,9 @@ def generate(path: str, events: int, accounts: int, seed: int = 7) -> None:
                 "client": "opencode/1.0"}) + b"\n")
 
 
-def replay(path: str) -> tuple[Ledger, int, float]:
+def replay(path: str) -> tuple[Fold, int, float]:
     """Decode + step every line, exactly as `tokenplan replay` does; returns (ledger, lines, seconds)."""
-    ledger = Ledger(load_catalog())
+    ledger = Fold(load_catalog())
     with open(path, "rb") as handle:
         lines = sum(1 for line in handle if line.strip())
     started, cpu_started = time.perf_counter(), time.process_time()

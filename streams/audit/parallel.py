@@ -1,8 +1,8 @@
 """`tokenplan replay --workers N`: the replay fold split across N processes by partition.
 
 Each worker process reads the whole file and folds only the lines it owns through
-its own `Ledger`; the parent merges the workers' results into exactly the JSON of a
-single-process `Ledger.result(as_of)` over the same file.
+its own `Fold`; the parent merges the workers' results into exactly the JSON of a
+single-process `Fold.result(as_of)` over the same file.
 
 Why by partition, not by account: the ledger keeps per-partition state (the event
 memory and the event-time high-water mark the lateness rule compares usage with), so
@@ -21,7 +21,7 @@ account. Only the owner keeps it.
 
 Merged order = single-process order: rejections are sorted by (line number, then,
 within a broadcast line, the line at which the rejected account first entered the
-ledger, which is the order `Ledger` broadcasts in, then position within the worker).
+ledger, which is the order `Fold` broadcasts in, then position within the worker).
 
 Pure stdlib multiprocessing and the core: no faust, no Kafka.
 """
@@ -39,7 +39,7 @@ import orjson
 
 from schemas.events import format_instant
 from streams.ledger.catalog import Catalog, load_catalog
-from streams.ledger.ledger import Ledger
+from streams.ledger.fold import Fold
 from streams.ledger.limits import Limits
 from streams.ledger.partitioning import account_partition
 
@@ -49,11 +49,11 @@ __all__ = ["make_ledger", "replay_parallel", "line_account"]
 PROGRESS_STEPS = 10
 
 
-def make_ledger(catalog: Catalog, limits: Limits, partitions: int) -> Ledger:
-    """A Ledger grouping accounts by `partitions`, when this Ledger takes the argument."""
-    if "partitions" in inspect.signature(Ledger).parameters:
-        return Ledger(catalog, limits, partitions=partitions)
-    return Ledger(catalog, limits)
+def make_ledger(catalog: Catalog, limits: Limits, partitions: int) -> Fold:
+    """A Fold grouping accounts by `partitions`, when this Fold takes the argument."""
+    if "partitions" in inspect.signature(Fold).parameters:
+        return Fold(catalog, limits, partitions=partitions)
+    return Fold(catalog, limits)
 
 
 def line_account(line: bytes) -> str | None:
@@ -86,7 +86,7 @@ def _start_method() -> str:
 
 def replay_parallel(path: str, workers: int, partitions: int, as_of: datetime, limits: Limits, *,
                     progress: bool = False) -> dict:
-    """Fold `path` in `workers` processes; returns exactly `Ledger.result(as_of)` of one process.
+    """Fold `path` in `workers` processes; returns exactly `Fold.result(as_of)` of one process.
 
     `path` must be a regular file (every worker reads it). `progress`: each worker
     prints a short progress line to stderr at every tenth of the file.
@@ -151,7 +151,7 @@ def _fold(path: str, worker: int, workers: int, partitions: int, as_of: datetime
     rejected = ledger.rejected
     accounts = ledger.accounts
     feed = ledger.feed
-    #: account -> the line at which it entered ledger.accounts (Ledger broadcasts in that order)
+    #: account -> the line at which it entered ledger.accounts (Fold broadcasts in that order)
     first_seen: dict[str, int] = {}
     #: (line number, first-seen or -1, index into ledger.rejected) of the rejections we own
     marks: list[tuple[int, int, int]] = []
@@ -192,7 +192,7 @@ def _fold(path: str, worker: int, workers: int, partitions: int, as_of: datetime
     result = ledger.result(as_of)
     entries = result["rejected"]
     if len(entries) != len(rejected):
-        raise AssertionError("Ledger.result lists its rejections in another shape")
+        raise AssertionError("Fold.result lists its rejections in another shape")
     return result["accounts"], [(line, first, index, entries[index]) for line, first, index in marks]
 
 

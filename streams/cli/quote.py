@@ -9,8 +9,8 @@ import orjson
 from streams.cli.replay import UsageError, parse_as_of, replay_into
 from streams.config import limits_from_env, partitions_from_env
 from streams.ledger.catalog import load_catalog
-from streams.ledger.ledger import Ledger
-from streams.ledger.prices import quote
+from streams.ledger.fold import Fold
+from streams.ledger.decisions import quote
 
 HELP = "price a purchase or upgrade for an account, from its history"
 DESCRIPTION = """\
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         at = parse_as_of(args.at)
         catalog = load_catalog()
-        ledger = replay_into(Ledger(catalog, limits_from_env(), partitions=partitions_from_env()), args.events,
+        ledger = replay_into(Fold(catalog, limits_from_env(), partitions=partitions_from_env()), args.events,
                              progress=False)
     except UsageError as error:
         print(f"tokenplan quote: {error}", file=sys.stderr)

@@ -14,7 +14,7 @@ import orjson
 from schemas.events import parse_instant
 from streams.config import limits_from_env, partitions_from_env
 from streams.ledger.catalog import load_catalog
-from streams.ledger.ledger import Ledger
+from streams.ledger.fold import Fold
 
 HELP = "replay an events file (JSON lines) or the ledger-log in Kafka and print every account's view"
 DESCRIPTION = """\
@@ -78,29 +78,29 @@ def _bulk_gc() -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
-def replay_into(ledger: Ledger, path: str, *, progress: bool | None = None) -> Ledger:
+def replay_into(ledger: Fold, path: str, *, progress: bool | None = None) -> Fold:
     """Feed every non-blank line of `path` to `ledger` in file order."""
     with _bulk_gc():
         return _replay_into(ledger, path, progress)
 
 
-def _replay_into(ledger: Ledger, path: str, progress: bool | None) -> Ledger:
+def _replay_into(ledger: Fold, path: str, progress: bool | None) -> Fold:
     stream, size = open_events(path)
     show = progress if progress is not None else (sys.stderr.isatty() or size >= PROGRESS_BYTES_MIN)
     try:
         if show and size:
             _replay_with_progress(ledger, stream, size)
         else:
-            fold = ledger.fold
+            add = ledger.add
             for line in _lines(stream):
-                fold(line)
+                add(line)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
     return ledger
 
 
-def _replay_with_progress(ledger: Ledger, stream: BinaryIO, size: int) -> None:
+def _replay_with_progress(ledger: Fold, stream: BinaryIO, size: int) -> None:
     """Same loop with a rich progress bar on stderr (never stdout)."""
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TransferSpeedColumn
@@ -113,7 +113,7 @@ def _replay_with_progress(ledger: Ledger, stream: BinaryIO, size: int) -> None:
         for count, line in enumerate(stream, 1):
             done += len(line)
             if line.strip():
-                ledger.fold(line)
+                ledger.add(line)
             if count % 20000 == 0:
                 bar.update(task, completed=done)
         bar.update(task, completed=size)
@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
             if workers > 1:
                 result = replay_file_parallel(path, workers, as_of, args.progress)
             else:
-                ledger = Ledger(load_catalog(), limits_from_env(), partitions=partitions_from_env())
+                ledger = Fold(load_catalog(), limits_from_env(), partitions=partitions_from_env())
                 result = replay_into(ledger, path, progress=args.progress).result(as_of)
         write_output(result, args.out)
     except UsageError as error:

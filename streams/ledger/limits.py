@@ -38,7 +38,7 @@ class Limits:
         pruned period is refused as `period_pruned`.
     refreshes_max: refresh instants kept per account (default 64); refreshes
         older than every kept package are pruned first.
-    global_refreshes_max: global refresh instants a `Ledger` keeps (default 256).
+    global_refreshes_max: global refresh instants a `Fold` keeps (default 256).
 
     The worker and every replay must use the same limits (they change
     outcomes at the edges); `streams.config.limits_from_env` is that one place.

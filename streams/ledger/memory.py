@@ -25,7 +25,7 @@ from typing import Protocol
 
 from streams.ledger.packages import Entries
 
-__all__ = ["DAY_S", "EventMemory", "InMemoryEventMemory", "day_of", "expired_before"]
+__all__ = ["DAY_S", "EventMemory", "InMemoryEventMemory", "MemoryWriter", "record_applied", "day_of", "expired_before"]
 
 #: Ids are expired in whole days of event time (a bucket is dropped as a whole).
 DAY_S = 86_400
@@ -47,6 +47,26 @@ class EventMemory(Protocol):
 #: Below this many days after the epoch (about the year 2240), `total_seconds()` of the
 #: offset is exact to the second (it is < 2**33 s), so `day_of` equals `timedelta.days`.
 _EXACT_DAYS = 99_000
+
+
+class MemoryWriter(Protocol):
+    """Write side of an event memory: what the caller of `step` stores after it."""
+
+    def remember(self, account_id: str, event_id: str, fingerprint: str, occurred_at: datetime) -> None: ...
+    def append(self, account_id: str, appended: Iterable[tuple[str, datetime, int]]) -> None: ...
+    def forget_package(self, account_id: str, package_id: str) -> None: ...
+
+
+def record_applied(memory: MemoryWriter, account_id: str, event, result) -> None:
+    """Store what `step`'s result says an applied event adds: its id, its usage entries;
+    pruned packages' entries go. One definition for every memory (replays and the worker)."""
+    if result.fingerprint is None:
+        return
+    memory.remember(account_id, event.event_id, result.fingerprint, event.occurred_at)
+    if result.appended:
+        memory.append(account_id, result.appended)
+    for package_id in result.forgotten:
+        memory.forget_package(account_id, package_id)
 
 
 def day_of(instant: datetime) -> int:
@@ -121,16 +141,6 @@ class InMemoryEventMemory:
                     dropped += 1
         self._oldest_day = min(self._days, default=None)
         return dropped
-
-    def record_applied(self, account_id: str, event, result) -> None:
-        """What `step`'s result says an applied event adds (ids, entries; pruned packages go)."""
-        if result.fingerprint is None:
-            return
-        self.remember(account_id, event.event_id, result.fingerprint, event.occurred_at)
-        if result.appended:
-            self.append(account_id, result.appended)
-        for package_id in result.forgotten:
-            self.forget_package(account_id, package_id)
 
     def forget_package(self, account_id: str, package_id: str) -> None:
         """A pruned package's entries can never be read again."""

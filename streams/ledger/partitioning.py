@@ -57,11 +57,5 @@ def key_partition(key: bytes, partitions: int) -> int:
 
 
 def account_partition(account_id: str, partitions: int) -> int:
-    """The ledger-log partition of `account_id` (the sequencer keys ledger-log by it), memoized."""
-    memo_key = (account_id, partitions)
-    partition = _PARTITIONS.get(memo_key)
-    if partition is None:
-        if len(_PARTITIONS) >= _PARTITIONS_MAX:
-            _PARTITIONS.clear()
-        partition = _PARTITIONS[memo_key] = (murmur2(account_id.encode("utf-8")) & 0x7FFFFFFF) % partitions
-    return partition
+    """The ledger-log partition of `account_id` (the sequencer keys ledger-log by it)."""
+    return key_partition(account_id.encode("utf-8"), partitions)

@@ -22,11 +22,9 @@ from streams.ledger.catalog import Catalog, CatalogVersion
 from streams.ledger.rejections import Reason
 
 if TYPE_CHECKING:
-    from streams.ledger.account import AccountState
-    from streams.ledger.memory import EventMemory
     from streams.ledger.packages import Package
 
-__all__ = ["DiscountFlags", "PriceQuote", "purchase_price", "quote", "round_money",
+__all__ = ["DiscountFlags", "PriceQuote", "purchase_price", "round_money",
            "upgrade_price"]
 
 CENT = Decimal("0.01")
@@ -102,31 +100,3 @@ def old_list_price(catalog: Catalog, package: "Package", currency: str) -> Decim
     """The old package's list price in `currency`, from the catalog in effect when it began."""
     version = catalog.version_at(package.valid_from)
     return None if version is None else version.list_price(package.tier, package.period, currency)
-
-
-def _refused(reason: Reason) -> dict:
-    return {"allowed": False, "reason": reason.value, "detail": reason.explanation}
-
-
-def quote(state: "AccountState | None", action: str, tier: str, period: str, currency: str,
-          auto_renew: bool, at: datetime, catalog: Catalog, memory: "EventMemory | None" = None) -> dict:
-    """What the account would pay at `at` for a purchase or an upgrade (issue 3's quote JSON).
-
-    Returns {"allowed": true, "amount", "currency", "discount"} or
-    {"allowed": false, "reason", "detail"}. Uses the same decision functions as
-    `step`, so a quote never disagrees with what the ledger would accept.
-    """
-    from streams.ledger.account import decide_purchase, decide_upgrade  # avoid import cycle
-
-    decide = decide_purchase if action == "purchase" else decide_upgrade
-    if action not in ("purchase", "upgrade"):
-        raise ValueError(f"unknown action {action!r}")
-    if action == "upgrade" and memory is not None:
-        outcome = decide_upgrade(state, tier, period, currency, auto_renew, at, catalog, memory=memory)
-    else:
-        outcome = decide(state, tier, period, currency, auto_renew, at, catalog)
-    if isinstance(outcome, Reason):
-        return _refused(outcome)
-    price = outcome.price
-    return {"allowed": True, "amount": format(price.amount, "f"), "currency": price.currency,
-            "discount": price.discount}

@@ -34,7 +34,7 @@ from streams.ledger.packages import Package
 from streams.ledger.units import credits_text, parse_micro_text, to_micro
 
 if TYPE_CHECKING:
-    from streams.ledger.account import AccountState
+    from streams.ledger.state import AccountState
 
 __all__ = ["STATE_FORMAT_VERSION", "state_from_dict", "state_to_dict", "state_to_json"]
 
@@ -111,16 +111,16 @@ def state_to_json(state: "AccountState") -> bytes:
     return orjson.dumps(state_to_dict(state))
 
 
-def state_from_dict(data: dict, limits: Limits) -> "AccountState":
-    """Rebuild an AccountState; ValueError (never a silent repair) on anything malformed."""
-    from streams.ledger.account import AccountState
-
+def state_from_dict(data: dict, limits: Limits) -> dict:
+    """The AccountState fields of `data` (`AccountState(**fields)`); ValueError (never a
+    silent repair) on anything malformed. Returns fields, not the state, so that this
+    module needs no import of `state.py` (which imports it)."""
     try:
         if data.get("format") != STATE_FORMAT_VERSION:
             raise ValueError(f"unknown state format {data.get('format')!r} (format 1 state is "
                              "rebuilt by replaying the ledger-log under a new TOKENPLAN_APP_ID)")
         flags = int(data["flags"])
-        return AccountState(
+        return dict(
             account_id=str(data["account_id"]),
             packages=tuple(_package_from_dict(p) for p in data["packages"]),
             refreshes=tuple(parse_instant(t) for t in data["refreshes"]),

@@ -12,7 +12,7 @@ from decimal import Context, Decimal
 from itertools import repeat
 from operator import mul
 
-__all__ = ["MICRO", "credits_text", "from_micro", "parse_micro_text", "parse_micro_texts",
+__all__ = ["MICRO", "TEXT_FAST_BELOW", "credits_text", "from_micro", "parse_micro_text", "parse_micro_texts",
            "to_micro"]
 
 #: Micro-credits per credit.
@@ -38,12 +38,12 @@ def from_micro(micro: int) -> Decimal:
 
 #: Below this, integer arithmetic gives exactly `format(from_micro(m), "f")` (Decimal's
 #: 28-digit context never rounds), ~5x faster; larger values take the Decimal path.
-_TEXT_FAST_BELOW = 10 ** 27
+TEXT_FAST_BELOW = 10 ** 27
 
 
 def credits_text(micro: int) -> str:
     """Micro-credits as a plain decimal string ('3000000000', '7.5'), never exponent form."""
-    if type(micro) is int and 0 <= micro < _TEXT_FAST_BELOW:
+    if type(micro) is int and 0 <= micro < TEXT_FAST_BELOW:
         whole, fraction = divmod(micro, MICRO)
         if not fraction:
             return str(whole)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from schemas.events import format_instant
-from streams.ledger.account import AccountState
+from streams.ledger.state import AccountState
 from streams.ledger.json_cache import instant_text
 from streams.ledger.packages import Package
 from streams.ledger.units import credits_text

@@ -19,11 +19,11 @@ from schemas.topics import BALANCE_CHANGED, QUOTA_EXHAUSTED, QUOTA_STATUS, REJEC
 from streams.processing.batch_record import BatchFormatError, InputEvent, decode_record, record_format
 from streams.processing.records import AccountRecord, LogPosition, PartitionRecord, Source, dead_letter
 from streams.processing.state_store import PartitionState, merge_days
-from streams.ledger import (AccountState, Catalog, Ledger, Limits, Rejection, StepResult, account_view,
+from streams.ledger import (AccountState, Catalog, Fold, Limits, Rejection, StepResult, account_view,
                             allowed, decode_event, step, view_key)
 from streams.ledger.dedupe import AppliedIds
 from streams.ledger.lateness import advance
-from streams.ledger.memory import expired_before
+from streams.ledger.memory import expired_before, record_applied
 
 #: A fact's type -> the out-topic it goes to. quota.restored shares the topic of
 #: quota.exhausted, so one consumer sees a package's block and unblock in order.
@@ -193,7 +193,7 @@ class Processor:
                       memory=state, high_water=unit.high_water)
         out = self._rejections([result], raw, key, source, log)
         if result.fingerprint is not None:
-            state.record_applied(account_id, event, result)
+            record_applied(state, account_id, event, result)
             unit.high_water = advance(unit.high_water, event)
         out.extend(self._apply_result(result, state, log, source, format_instant(event.occurred_at), now))
         return out
@@ -212,12 +212,12 @@ class Processor:
 
     def _apply_global_refresh(self, event, raw: bytes, key: bytes | None, source: Source | None, log: LogPosition,
                               state: PartitionState, unit: _Unit, now: datetime) -> list[Emit]:
-        """A quota.refreshed without account_id: to every account of the partition (the core's Ledger)."""
+        """A quota.refreshed without account_id: to every account of the partition (the core's Fold)."""
         partition = unit.partition
         accounts = {account_id: record.state for account_id in state.account_ids()
                     if not self._already_applied(account_id, log, state, unit)
                     and (record := state.get(account_id)) is not None}
-        ledger = Ledger(self.catalog, self.limits, accounts=accounts,
+        ledger = Fold(self.catalog, self.limits, accounts=accounts,
                         global_refreshes=self._global_refreshes(partition.global_refreshes),
                         global_refresh_ids=AppliedIds.from_pairs(self.limits.global_refreshes_max,
                                                                  partition.global_refresh_ids),

@@ -254,16 +254,6 @@ class PartitionState:
         for key, _ in list(self.backend.scan(prefix)):
             self.writes[key] = None
 
-    def record_applied(self, account_id: str, event, result) -> None:
-        """What `step`'s result says an applied event adds (as InMemoryEventMemory does)."""
-        if result.fingerprint is None:
-            return
-        self.remember(account_id, event.event_id, result.fingerprint, event.occurred_at)
-        if result.appended:
-            self.append(account_id, result.appended)
-        for package_id in result.forgotten:
-            self.forget_package(account_id, package_id)
-
     def expire_days(self, days: list[int], before_day: int | None) -> list[int]:
         """Delete the ids of every day < before_day (whole days); the days still kept."""
         if before_day is None:

@@ -10,7 +10,7 @@ import pytest
 from bench.workload import generate, stamp
 from streams.cli import main
 from streams.ledger.catalog import load_catalog
-from streams.ledger.ledger import Ledger
+from streams.ledger.fold import Fold
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
 from streams.audit.parallel import make_ledger, replay_parallel
 
@@ -91,7 +91,7 @@ def test_more_workers_than_partitions(events_file):
 
 def test_make_ledger_passes_partitions():
     assert make_ledger(load_catalog(), DEFAULT_LIMITS, 5).partitions == 5
-    assert isinstance(make_ledger(load_catalog(), DEFAULT_LIMITS, 5), Ledger)
+    assert isinstance(make_ledger(load_catalog(), DEFAULT_LIMITS, 5), Fold)
 
 
 def test_cli_workers_output_equals_one_process(events_file, tmp_path, monkeypatch):

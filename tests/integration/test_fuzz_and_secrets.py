@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from schemas.events import parse_instant
 from streams.config import Settings
-from streams.ledger import Ledger, Rejection, decode_event, load_catalog
+from streams.ledger import Fold, Rejection, decode_event, load_catalog
 from tests.support import events as ev
 from deploy.localrun import http_get
 from tests.support.kafka_io import (consume_json, instant, lookup, produce, produce_records, recent_utc_day,
@@ -135,7 +135,7 @@ async def test_retries_from_far_back_are_charged_once(kafka_bootstrap, ns, worke
     as_of = instant(day + timedelta(days=1))
 
     def charged(events: list[dict]) -> int:  # each event once, as tests/streams/load.py `expected`
-        ledger = Ledger(load_catalog(), Settings.from_env().limits)
+        ledger = Fold(load_catalog(), Settings.from_env().limits)
         for event in [purchase, *events]:
             ledger.feed(orjson.dumps(event))
         return int(ledger.result(parse_instant(as_of))["accounts"][account_id]["credits_used"])

@@ -1,6 +1,6 @@
 """The streaming ledger end to end on the real broker: one worker, many accounts.
 
-Every account's lookup is compared with the core's replay (`Ledger`) of the same
+Every account's lookup is compared with the core's replay (`Fold`) of the same
 events; the out-topics are checked for what the gateways and dashboards rely on.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from streams.ledger.partitioning import key_partition
 from streams.audit.compare import VIEW_FIELDS
 from streams.config import Settings
-from streams.ledger import Ledger, load_catalog
+from streams.ledger import Fold, load_catalog
 from tests.support import events as ev
 from tests.support.kafka_io import (consume_json, instant, lookup, produce, recent_utc_day,
                                     wait_lookup)
@@ -47,7 +47,7 @@ async def buy(kafka_bootstrap, ns, worker, plans: list[dict]) -> None:
 
 def replay(events: list[dict], as_of: str) -> dict:
     """The core's answer for the same events in the same order (what `tokenplan replay` prints)."""
-    ledger = Ledger(load_catalog(), Settings.from_env().limits)
+    ledger = Fold(load_catalog(), Settings.from_env().limits)
     for event in events:
         ledger.feed(orjson.dumps(event))
     from schemas.events import parse_instant

@@ -6,9 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from streams.ledger import Ledger, Rejection, decode_event, load_catalog, step
+from streams.ledger import Fold, Rejection, decode_event, load_catalog, step
 from streams.ledger.limits import DEFAULT_LIMITS
-from streams.ledger.memory import InMemoryEventMemory
+from streams.ledger.memory import InMemoryEventMemory, record_applied
 
 _ids = itertools.count()
 
@@ -67,7 +67,7 @@ def catalog():
 
 @pytest.fixture
 def ledger(catalog):
-    return Ledger(catalog)
+    return Fold(catalog)
 
 
 def run(catalog, *events: dict, limits=DEFAULT_LIMITS, memory: InMemoryEventMemory | None = None):
@@ -79,7 +79,7 @@ def run(catalog, *events: dict, limits=DEFAULT_LIMITS, memory: InMemoryEventMemo
         event = ev(data)
         result = step(state, event, catalog, limits, memory=memory)
         if result.state is not None:
-            memory.record_applied(result.state.account_id, event, result)
+            record_applied(memory, result.state.account_id, event, result)
         state = result.state
         results.append(result)
     return state, results

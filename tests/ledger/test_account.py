@@ -253,9 +253,9 @@ def test_fact_ids_are_deterministic(catalog):
 
 def test_an_upgrade_to_a_shorter_period_that_would_orphan_recorded_usage_is_refused():
     """Annual package with usage in March; a February upgrade to monthly would end before it."""
-    from streams.ledger import Ledger, load_catalog
+    from streams.ledger import Fold, load_catalog
 
-    ledger = Ledger(load_catalog())
+    ledger = Fold(load_catalog())
     ledger.feed({"type": "plan.purchased", "event_id": "b", "occurred_at": "2026-01-10T00:00:00Z",
                  "account_id": "a", "tier": "lite", "period": "annual", "currency": "USD", "auto_renew": False})
     ledger.feed({"type": "usage", "event_id": "u", "occurred_at": "2026-03-20T00:00:00Z", "account_id": "a",

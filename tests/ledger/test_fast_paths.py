@@ -13,7 +13,7 @@ from streams.ledger.memory import DAY_S, InMemoryEventMemory, day_of
 from streams.ledger import AccountState, Limits, Rejection, decode_event, step
 from streams.ledger.units import credits_text, from_micro, parse_micro_text, parse_micro_texts, to_micro
 from streams.ledger.catalog import load_catalog
-from streams.ledger.ledger import Ledger
+from streams.ledger.fold import Fold
 from tests.ledger.conftest import ev, purchase, refresh, renew, run, upgrade, usage
 
 _instants = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
@@ -153,7 +153,7 @@ def test_memory_expire_shortcut_agrees(operations):
         assert all(memory.fingerprint_of(*key) is not None for key in kept)
 
 
-# ------------------------------------------------------------------ Ledger.fold == Ledger.feed
+# ------------------------------------------------------------------ Fold.add == Fold.feed
 
 _BASE = datetime(2026, 5, 1, tzinfo=timezone.utc)
 _FOLD_LIMITS = (DEFAULT_LIMITS, Limits(lateness_max=timedelta(days=2), dedupe_window=timedelta(days=3),
@@ -196,7 +196,7 @@ def _random_log(rng, count: int, accounts: int) -> list[bytes]:
     return lines
 
 
-def _ledger_dump(ledger: Ledger) -> dict:
+def _ledger_dump(ledger: Fold) -> dict:
     memories = {p: (m._ids, m._entries, dict(m._days)) for p, m in ledger.memories.items()}
     return {"result": orjson.dumps(ledger.result(_BASE + timedelta(days=20))),
             "later": orjson.dumps(ledger.result(_BASE + timedelta(days=400))),
@@ -208,14 +208,14 @@ def _ledger_dump(ledger: Ledger) -> dict:
 
 def _fold_and_feed(lines: list[bytes], limits: Limits, partitions: int) -> list[bool]:
     """Fold and feed `lines` into two ledgers, check they end equal; returns the fast path's answers."""
-    fed = Ledger(load_catalog(), limits, partitions=partitions)
-    folded = Ledger(load_catalog(), limits, partitions=partitions)
+    fed = Fold(load_catalog(), limits, partitions=partitions)
+    folded = Fold(load_catalog(), limits, partitions=partitions)
     taken: list[bool] = []
     fast = folded._fold_usage
     folded._fold_usage = lambda usage: taken.append(fast(usage)) or taken[-1]
     for line in lines:
         fed.feed(line)
-        folded.fold(line)
+        folded.add(line)
     assert _ledger_dump(folded) == _ledger_dump(fed)
     return taken
 
@@ -234,7 +234,7 @@ def test_fold_agrees_with_feed_on_a_long_log():
 
 def test_fold_takes_the_fast_path_for_plain_usage_only():
     """Exhaustion, duplicates and unknown accounts go to `step`; plain charges do not."""
-    ledger = Ledger(load_catalog())
+    ledger = Fold(load_catalog())
     taken = []
     fast = ledger._fold_usage
     ledger._fold_usage = lambda usage: taken.append(fast(usage)) or taken[-1]
@@ -242,6 +242,6 @@ def test_fold_takes_the_fast_path_for_plain_usage_only():
     for data in (usage("bob"), purchase("bob"), retry, retry,
                  usage("bob", "2026-05-03T00:00:00Z", model="MiMo-V2-Pro", miss=9_000_000),
                  usage("bob", "2026-05-03T01:00:00Z", miss=1)):
-        ledger.fold(orjson.dumps(data))
+        ledger.add(orjson.dumps(data))
     assert taken == [False, True, False, False, False]  # unknown account, plain, duplicate, exhausts, exhausted
     assert ledger.applied_count == 4 and ledger.duplicates_count == 1

@@ -1,10 +1,10 @@
 """ledger.py: the replay fold over many accounts, global refresh broadcast, result structure."""
-from streams.ledger import Ledger
+from streams.ledger import Fold
 from tests.ledger.conftest import purchase, refresh, usage, utc
 
 
 def test_result_structure_and_rejections(catalog):
-    ledger = Ledger(catalog)
+    ledger = Fold(catalog)
     for data in (purchase("alice"), usage("alice", miss=10_000_000, event_id="u1"),
                  usage("alice", miss=10_000_000, event_id="u1"), usage("carol", event_id="u2"),
                  b"not json", usage("alice", model="nope", event_id="u3")):
@@ -22,7 +22,7 @@ def test_result_structure_and_rejections(catalog):
 
 
 def test_global_refresh_reaches_every_account_and_later_packages(catalog):
-    ledger = Ledger(catalog)
+    ledger = Fold(catalog)
     ledger.feed(purchase("alice", "2026-05-10T00:00:00Z"))
     ledger.feed(usage("alice", "2026-05-20T00:00:00Z", miss=100))
     ledger.feed(refresh("2026-05-27T00:00:00+08:00", event_id="beijing"))
@@ -37,7 +37,7 @@ def test_global_refresh_reaches_every_account_and_later_packages(catalog):
 
 
 def test_expired_and_none(catalog):
-    ledger = Ledger(catalog)
+    ledger = Fold(catalog)
     ledger.feed(purchase("alice", "2026-05-01T00:00:00Z"))
     assert ledger.result(utc(2026, 6, 1))["accounts"]["alice"]["status"] == "expired"
     assert ledger.result(utc(2026, 4, 1))["accounts"]["alice"]["status"] == "none"

@@ -4,7 +4,8 @@ from decimal import Decimal
 import pytest
 
 from streams.ledger.memory import InMemoryEventMemory
-from streams.ledger.prices import DiscountFlags, purchase_price, quote, round_money, upgrade_price
+from streams.ledger.decisions import quote
+from streams.ledger.prices import DiscountFlags, purchase_price, round_money, upgrade_price
 from tests.ledger.conftest import purchase, run, upgrade, usage, utc
 
 PRICES = {

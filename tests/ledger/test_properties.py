@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from schemas.events import format_instant
-from streams.ledger import Ledger, account_view, decode_event
+from streams.ledger import Fold, account_view, decode_event
 from streams.ledger.rating import charge_micro
 from tests.ledger.conftest import purchase, refresh, upgrade, usage, utc
 
@@ -40,7 +40,7 @@ def other_events(draw):
 
 
 def fold(events):
-    ledger = Ledger(ledger_catalog())
+    ledger = Fold(ledger_catalog())
     for data in PACKAGE_EVENTS + events:
         ledger.feed(data)
     return ledger

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaProducer
 
 from schemas.events import parse_instant
 from streams.config import Settings
-from streams.ledger import Ledger, load_catalog
+from streams.ledger import Fold, load_catalog
 from bench.workload import generate
 
 @dataclass
@@ -52,7 +52,7 @@ class Load:
 
     def expected(self, as_of: str) -> dict[str, dict]:
         """What every account must show: each distinct event charged once, none lost."""
-        ledger = Ledger(load_catalog(), Settings.from_env().limits)
+        ledger = Fold(load_catalog(), Settings.from_env().limits)
         for event in self.plans + self.usage:
             ledger.feed(orjson.dumps(event))
         return ledger.result(parse_instant(as_of))["accounts"]

@@ -1,27 +1,26 @@
-"""One account's state and the single pure transition `step(state, event) -> StepResult`.
+"""The single pure transition `step(state, event) -> StepResult`.
 
-`step` decides (accept or reject with a named reason) and applies in one
-pure function: it never changes its inputs, reads no clock and does no I/O.
-The streaming agents, the replayer and the quote command all call it.
+`step` decides (accept or reject with a named reason) and applies in one pure
+function: it never changes its inputs, reads no clock and does no I/O (the event
+memory is read through a protocol; what an applied event adds comes back in the
+result). The applier, the replays and the tests all call it.
 
 Design of time (see docs/rules.md):
-* usage belongs to the package period containing its occurred_at, whenever
-  it arrives; packages keep exact usage entries so refreshes and upgrades
-  arriving late split usage exactly (`packages.Package`);
-* refresh instants are kept per account (`refreshes`), including global
-  ones the caller broadcast; `global_refreshes` passed to `step` are merged
-  into every package the account opens, so a package opened after a global
-  refresh was seen still applies it when its validity contains T.
+* usage belongs to the package period containing its occurred_at, whenever it
+  arrives, within `lateness_max` of its partition's event-time high-water mark;
+* refresh instants are kept per account (`refreshes`), including global ones the
+  caller broadcast; `global_refreshes` passed to `step` are merged into every
+  package the account opens, so a package opened after a global refresh was seen
+  still applies it when its validity contains T.
 """
 from __future__ import annotations
 
 import bisect
-import hashlib
-
-import orjson
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from typing import Iterable
+
+import orjson
 
 from schemas.events import (
     Event,
@@ -32,112 +31,20 @@ from schemas.events import (
     Usage,
     format_instant,
 )
-from schemas.outputs import BalanceChanged, PackageRef, QuotaExhausted, QuotaRestored
-from streams.ledger.catalog import Catalog, CatalogVersion
+from streams.ledger.catalog import Catalog
+from streams.ledger.decisions import NO_MEMORY, decide_purchase, decide_upgrade, new_package
 from streams.ledger.dedupe import fingerprint_bytes
 from streams.ledger.errors import LedgerInvariantError
+from streams.ledger.facts import Fact, FactRecords
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
-from streams.ledger.memory import EventMemory, InMemoryEventMemory
-from streams.ledger.packages import Entries, Package, last_reset_for
-from streams.ledger.periods import period_end
-from streams.ledger.prices import (
-    DiscountFlags,
-    PriceQuote,
-    old_list_price,
-    purchase_price,
-    upgrade_price,
-)
+from streams.ledger.memory import EventMemory
+from streams.ledger.packages import Entries, Package
+from streams.ledger.prices import PriceQuote
 from streams.ledger.rating import charge_micro
 from streams.ledger.rejections import Reason, Rejection, reject
-from streams.ledger.units import credits_text, from_micro, to_micro
+from streams.ledger.state import AccountState
 
-__all__ = ["AccountState", "Fact", "StepResult", "charge_plain_usage", "decide_purchase",
-           "decide_upgrade", "derive_event_id", "event_fingerprint", "fields_fingerprint", "step",
-           "usage_too_late"]
-
-Fact = BalanceChanged | QuotaExhausted | QuotaRestored
-
-#: The memory of a caller that remembers nothing (a quote on a bare state, tests).
-NO_MEMORY: EventMemory = InMemoryEventMemory()
-
-
-@dataclass(slots=True)
-class AccountState:
-    """Everything the rules need about one account. JSON-able via to_dict.
-
-    Copy-on-write: `step` never changes a state it was given; it returns a
-    new one sharing unchanged parts (packages). Not `frozen=True` only for
-    construction speed on the hot path. Small and fixed-size in steady state:
-    the applied event ids and the usage entries live in the event memory
-    (`streams.ledger.memory`), not here.
-
-    packages: the kept package periods, oldest first (at most `packages_max`).
-    refreshes: sorted refresh instants that apply to this account.
-    Discount history: had_package, first_purchase_discount_used,
-    auto_renew_activated, auto_renew_discount_used.
-    pruned_until: end of the newest pruned period (usage before it: `period_pruned`).
-    first_valid_from: start of the account's first package (view: none vs expired).
-    """
-
-    account_id: str
-    packages: tuple[Package, ...] = ()
-    refreshes: tuple[datetime, ...] = ()
-    had_package: bool = False
-    first_purchase_discount_used: bool = False
-    auto_renew_activated: bool = False
-    auto_renew_discount_used: bool = False
-    pruned_until: datetime | None = None
-    first_valid_from: datetime | None = None
-
-    @classmethod
-    def empty(cls, account_id: str, limits: Limits = DEFAULT_LIMITS) -> "AccountState":
-        """A new account that has seen nothing."""
-        return cls(account_id=account_id)
-
-    def package_at(self, instant: datetime) -> Package | None:
-        """The package period containing `instant`, None when none does."""
-        index = self.package_index_at(instant)
-        return None if index is None else self.packages[index]
-
-    def package_index_at(self, instant: datetime) -> int | None:
-        """Index of the package containing `instant` (searching newest first)."""
-        packages = self.packages
-        for index in range(len(packages) - 1, -1, -1):
-            package = packages[index]
-            if package.valid_from <= instant:
-                return index if instant < package.valid_until else None
-        return None
-
-    def with_packages(self, packages: tuple[Package, ...]) -> "AccountState":
-        """Same account with other packages (hot path: positional, no dataclasses.replace)."""
-        return AccountState(self.account_id, packages, self.refreshes,
-                            self.had_package, self.first_purchase_discount_used,
-                            self.auto_renew_activated, self.auto_renew_discount_used,
-                            self.pruned_until, self.first_valid_from)
-
-    def discount_flags(self) -> DiscountFlags:
-        """The history that decides purchase discounts."""
-        return DiscountFlags(self.had_package, self.first_purchase_discount_used,
-                             self.auto_renew_activated)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able form (Decimals as strings, instants as RFC 3339), for Faust tables."""
-        from streams.ledger.state_codec import state_to_dict
-
-        return state_to_dict(self)
-
-    def to_json(self) -> bytes:
-        """Exactly `orjson.dumps(self.to_dict())`, from serialization caches (the worker's hot path)."""
-        from streams.ledger.state_codec import state_to_json
-
-        return state_to_json(self)
-
-    @classmethod
-    def from_dict(cls, data: dict, limits: Limits = DEFAULT_LIMITS) -> "AccountState":
-        """Inverse of `to_dict`; raises ValueError on a malformed value."""
-        from streams.ledger.state_codec import state_from_dict
-
-        return state_from_dict(data, limits)
+__all__ = ["StepResult", "charge_plain_usage", "event_fingerprint", "fields_fingerprint", "step", "usage_too_late"]
 
 
 class StepResult:
@@ -157,7 +64,7 @@ class StepResult:
 
     __slots__ = ("state", "rejection", "duplicate", "fingerprint", "_records", "_facts")
 
-    def __init__(self, state: AccountState | None, records: "_Facts | None" = None,
+    def __init__(self, state: AccountState | None, records: "FactRecords | None" = None,
                  rejection: Rejection | None = None, duplicate: bool = False,
                  fingerprint: str | None = None) -> None:
         self.state = state
@@ -201,8 +108,6 @@ class StepResult:
                 f"facts={self.facts_count})")
 
 
-# ---------------------------------------------------------------- identities
-
 def event_fingerprint(event: Event) -> str:
     """Fingerprint of an event's declared content (extra fields are ignored, as the rules do).
 
@@ -218,152 +123,7 @@ def fields_fingerprint(fields: dict) -> str:
     return fingerprint_bytes(orjson.dumps(fields, option=orjson.OPT_SORT_KEYS))
 
 
-def derive_event_id(kind: str, account_id: str, cause_event_id: str, ordinal: int) -> str:
-    """Deterministic id of an output fact: same cause, same id (consumers dedupe on it)."""
-    text = f"{kind}\x1f{account_id}\x1f{cause_event_id}\x1f{ordinal}"
-    return kind + "-" + hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
-
-
-# ---------------------------------------------------------------- facts
-
-#: Fact types by record kind.
-_FACT_TYPES = {"bc": "balance.changed", "qe": "quota.exhausted", "qr": "quota.restored"}
-_TEXT_FAST_BELOW = 10 ** 27
-
-
-def _decimal_json(micro: int) -> str:
-    """`str(from_micro(micro))`: how pydantic writes the Decimal of a fact (as a JSON string)."""
-    if type(micro) is int and 0 <= micro < _TEXT_FAST_BELOW:
-        # from_micro is integral (exponent 0) or normalized with at most 6 fraction
-        # digits: str() never uses exponent form then, so it is the plain text.
-        return credits_text(micro)
-    return str(from_micro(micro))
-
-
-#: (tier, period, valid_from, valid_until, credits limit) -> the JSON of `package_ref`.
-_PACKAGE_REFS: dict[tuple, orjson.Fragment] = {}
-_PACKAGE_REFS_MAX = 4096
-
-
-def _package_ref_json(package: Package) -> orjson.Fragment:
-    """`package_ref(package)` as pydantic serializes it, memoized (it repeats on every charge)."""
-    key = (package.tier, package.period, package.valid_from, package.valid_until,
-           package.credits_limit_micro)
-    fragment = _PACKAGE_REFS.get(key)
-    if fragment is None:
-        fragment = orjson.Fragment(orjson.dumps({
-            "tier": package.tier, "period": package.period,
-            "valid_from": format_instant(package.valid_from),
-            "valid_until": format_instant(package.valid_until),
-            "credits_limit": _decimal_json(package.credits_limit_micro)}))
-        if len(_PACKAGE_REFS) >= _PACKAGE_REFS_MAX:
-            _PACKAGE_REFS.clear()
-        _PACKAGE_REFS[key] = fragment
-    return fragment
-
-
-def package_ref(package: Package) -> PackageRef:
-    """The package part of a fact."""
-    return PackageRef(
-        tier=package.tier, period=package.period, valid_from=package.valid_from,
-        valid_until=package.valid_until, credits_limit=from_micro(package.credits_limit_micro))
-
-
-class _Facts:
-    """Collects the facts of one step as compact records; `materialize` builds the models.
-
-    Packages are never changed after construction, so keeping a reference
-    records the balance exactly as it was when the fact happened.
-    """
-
-    __slots__ = ("account_id", "event", "records", "appended", "forgotten", "memory")
-
-    def __init__(self, account_id: str, event: Event, memory: EventMemory) -> None:
-        self.account_id = account_id
-        self.event = event
-        self.records: list[tuple[str, Package, int, PriceQuote | None]] = []
-        #: What the caller writes to its event memory (see StepResult).
-        self.appended: list[tuple[str, datetime, int]] = []
-        self.forgotten: list[str] = []
-        self.memory = memory
-
-    def entries(self, package: Package) -> Entries:
-        """The package's usage entries: the memory's, plus those this step appended."""
-        entries = self.memory.usage_entries(self.account_id, package.opened_by)
-        entries.extend((instant, micro) for package_id, instant, micro in self.appended
-                       if package_id == package.opened_by)
-        return entries
-
-    def balance(self, package: Package, charged_micro: int = 0,
-                price: PriceQuote | None = None) -> None:
-        self.records.append(("bc", package, charged_micro, price))
-
-    def exhausted(self, package: Package) -> None:
-        self.records.append(("qe", package, 0, None))
-
-    def restored(self, package: Package) -> None:
-        self.records.append(("qr", package, 0, None))
-
-    def materialize(self) -> list[Fact]:
-        """The output models, with ids derived from (kind, account, cause, ordinal)."""
-        return [self._build(ordinal, *record) for ordinal, record in enumerate(self.records)]
-
-    def payloads(self) -> list[tuple[str, bytes]]:
-        """(type, JSON) of each fact, exactly `model_dump_json` of `materialize`'s models.
-
-        Same keys in the same order (the models' field order: the common fields,
-        then type and the kind's own), Decimals as `str`, instants by `format_instant`.
-        """
-        if not self.records:
-            return []
-        event = self.event
-        cause_id, cause_type, account_id = event.event_id, event.type, self.account_id
-        occurred_at = format_instant(event.occurred_at)
-        out = []
-        for ordinal, (kind, package, charged_micro, price) in enumerate(self.records):
-            fact_type = _FACT_TYPES[kind]
-            data = {
-                "event_id": derive_event_id(kind, account_id, cause_id, ordinal),
-                "cause_event_id": cause_id, "cause_type": cause_type, "account_id": account_id,
-                "occurred_at": occurred_at, "type": fact_type,
-                "package": _package_ref_json(package),
-            }
-            if kind == "bc":
-                data["credits_charged"] = _decimal_json(charged_micro)
-                data["credits_used"] = _decimal_json(package.used_micro)
-                data["credits_remaining"] = _decimal_json(package.remaining_micro)
-                data["amount"] = None if price is None else str(price.amount)
-                data["currency"] = None if price is None else price.currency
-                data["discount"] = None if price is None else price.discount
-            elif kind == "qr":
-                data["credits_used"] = _decimal_json(package.used_micro)
-                data["credits_remaining"] = _decimal_json(package.remaining_micro)
-            else:
-                data["credits_used"] = _decimal_json(package.used_micro)
-            out.append((fact_type, orjson.dumps(data)))
-        return out
-
-    def _build(self, ordinal: int, kind: str, package: Package, charged_micro: int,
-               price: PriceQuote | None) -> Fact:
-        common = {
-            "event_id": derive_event_id(kind, self.account_id, self.event.event_id, ordinal),
-            "cause_event_id": self.event.event_id, "cause_type": self.event.type,
-            "account_id": self.account_id, "occurred_at": self.event.occurred_at,
-            "package": package_ref(package), "credits_used": from_micro(package.used_micro),
-        }
-        if kind == "qe":
-            return QuotaExhausted(**common)
-        remaining = from_micro(package.remaining_micro)
-        if kind == "qr":
-            return QuotaRestored(**common, credits_remaining=remaining)
-        return BalanceChanged(
-            **common, credits_charged=from_micro(charged_micro), credits_remaining=remaining,
-            amount=None if price is None else price.amount,
-            currency=None if price is None else price.currency,
-            discount=None if price is None else price.discount)
-
-
-def _settle_exhaustion(package: Package, facts: _Facts) -> Package:
+def _settle_exhaustion(package: Package, facts: FactRecords) -> Package:
     """Emit quota.exhausted once when crossing into exhaustion, quota.restored when lifted."""
     if package.is_exhausted and not package.exhausted:
         facts.exhausted(package)
@@ -373,8 +133,6 @@ def _settle_exhaustion(package: Package, facts: _Facts) -> Package:
         return replace(package, exhausted=False)
     return package
 
-
-# ---------------------------------------------------------------- step
 
 def step(state: AccountState | None, event: Event, catalog: Catalog,
          limits: Limits = DEFAULT_LIMITS, *,
@@ -418,7 +176,7 @@ def step(state: AccountState | None, event: Event, catalog: Catalog,
         return StepResult(state, rejection=reject(
             Reason.DUPLICATE_CONFLICT, f"event_id {event_id!r} was applied with other content",
             event_id=event_id, account_id=account_id))
-    facts = _Facts(account_id, event, memory)
+    facts = FactRecords(account_id, event, memory)
     if is_usage:
         packages = _usage_packages(current, event, catalog, limits, facts)
         if type(packages) is Rejection:
@@ -486,7 +244,7 @@ def _refuse_usage(reason: Reason, usage: dict, detail: str = "") -> Rejection:
 
 
 def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits: Limits,
-                    facts: _Facts) -> tuple[Package, ...] | Rejection:
+                    facts: FactRecords) -> tuple[Package, ...] | Rejection:
     """The account's packages after charging `event` (the hot path of the whole core)."""
     charge = _usage_charge(state, event.__dict__, catalog)
     if type(charge) is Rejection:
@@ -524,106 +282,6 @@ def charge_plain_usage(state: AccountState, usage: dict, catalog: Catalog
     return state.with_packages(_replace_package(state.packages, index, package)), package, micro
 
 
-# ---------------------------------------------------------------- packages opened
-
-@dataclass(frozen=True, slots=True)
-class PurchaseDecision:
-    """An accepted purchase: what it costs and the package it opens."""
-
-    price: PriceQuote
-    package: Package
-
-
-@dataclass(frozen=True, slots=True)
-class UpgradeDecision:
-    """An accepted upgrade: its price difference, the package closed and the one opened."""
-
-    price: PriceQuote
-    old_index: int
-    package: Package
-    #: The valid package closed at the upgrade instant, and its usage at/after it (moving over).
-    closed: Package
-    moved: Entries
-
-
-def _new_package(version: CatalogVersion, tier: str, period: str, currency: str,
-                 start: datetime, anchor: datetime, index: int, opened_by: str,
-                 refreshes: tuple[datetime, ...]) -> Package | Reason:
-    limit = version.credits_limit(tier, period)
-    months = version.period_months.get(period)
-    if limit is None or months is None:
-        return Reason.UNKNOWN_TIER
-    until = period_end(anchor, months, index)
-    return Package(tier=tier, period=period, currency=currency, valid_from=start,
-                   valid_until=until, anchor=anchor, index=index, period_months=months,
-                   credits_limit_micro=to_micro(limit), opened_by=opened_by,
-                   last_reset=last_reset_for(start, until, refreshes))
-
-
-def decide_purchase(state: AccountState | None, tier: str, period: str, currency: str,
-                    auto_renew: bool, at: datetime, catalog: Catalog,
-                    event_id: str = "") -> PurchaseDecision | Reason:
-    """Decide a purchase at `at`: refused while a package is valid or out of order."""
-    version = catalog.version_at(at)
-    if version is None:
-        return Reason.NO_CATALOG_VERSION
-    if state is not None and state.packages:
-        latest = state.packages[-1]
-        if latest.contains(at):
-            return Reason.PACKAGE_ALREADY_VALID
-        if at < latest.valid_from:
-            return Reason.PLAN_EVENT_OUT_OF_ORDER
-    flags = state.discount_flags() if state is not None else DiscountFlags(False, False, False)
-    price = purchase_price(version, flags, tier, period, currency, auto_renew)
-    if isinstance(price, Reason):
-        return Reason.UNKNOWN_TIER if version.tier(tier) is None else price
-    refreshes = state.refreshes if state is not None else ()
-    package = _new_package(version, tier, period, currency, at, at, 0, event_id, refreshes)
-    if isinstance(package, Reason):
-        return package
-    return PurchaseDecision(price, package)
-
-
-def decide_upgrade(state: AccountState | None, tier: str, period: str, currency: str,
-                   auto_renew: bool, at: datetime, catalog: Catalog,
-                   event_id: str = "", memory: EventMemory = NO_MEMORY) -> UpgradeDecision | Reason:
-    """Decide an upgrade at `at` to a strictly higher tier (`auto_renew` is not used).
-
-    `memory` gives the valid package's usage entries, read to split it exactly at `at`.
-    """
-    version = catalog.version_at(at)
-    if version is None:
-        return Reason.NO_CATALOG_VERSION
-    if version.tier(tier) is None:
-        return Reason.UNKNOWN_TIER
-    index = state.package_index_at(at) if state is not None else None
-    if state is None or index is None:
-        return Reason.NO_VALID_PACKAGE
-    if index != len(state.packages) - 1:
-        return Reason.PLAN_EVENT_OUT_OF_ORDER
-    old = state.packages[index]
-    if version.tier(old.tier) is None:
-        return Reason.UNKNOWN_TIER
-    if version.is_top_tier(old.tier):
-        return Reason.UPGRADE_FROM_MAX
-    if version.tier_rank(tier) <= version.tier_rank(old.tier):
-        return Reason.DOWNGRADE_NOT_ALLOWED
-    new_price = version.list_price(tier, period, currency)
-    old_price = old_list_price(catalog, old, currency)
-    if new_price is None or old_price is None:
-        return Reason.UNKNOWN_PRICE
-    closed, moved = old.split_at(at, state.refreshes, memory.usage_entries(state.account_id, old.opened_by))
-    amount = upgrade_price(new_price, old_price, closed.remaining_micro, old.credits_limit_micro)
-    package = _new_package(version, tier, period, currency, at, at, 0, event_id, state.refreshes)
-    if isinstance(package, Reason):
-        return package
-    if any(instant >= package.valid_until for instant, _micro in moved):
-        # Usage already recorded after the new package would end (a shorter period):
-        # it would belong to no package. Refused rather than dropping charges.
-        return Reason.UPGRADE_ORPHANS_USAGE
-    return UpgradeDecision(PriceQuote(amount, currency, None), index, package, closed, moved)
-
-
 def _merge_refreshes(state: AccountState, package: Package,
                      global_refreshes: tuple[datetime, ...]) -> tuple[datetime, ...]:
     """The account's refreshes plus the global ones inside the new package's validity."""
@@ -632,7 +290,7 @@ def _merge_refreshes(state: AccountState, package: Package,
 
 
 def _open(state: AccountState, package: Package, packages: tuple[Package, ...],
-          global_refreshes: tuple[datetime, ...], limits: Limits, facts: _Facts,
+          global_refreshes: tuple[datetime, ...], limits: Limits, facts: FactRecords,
           price: PriceQuote | None) -> AccountState:
     """Add an opened package: merge refreshes, lift a block, emit, prune old periods."""
     refreshes = _merge_refreshes(state, package, global_refreshes)
@@ -647,7 +305,7 @@ def _open(state: AccountState, package: Package, packages: tuple[Package, ...],
     return _prune(opened, limits, facts)
 
 
-def _prune(state: AccountState, limits: Limits, facts: _Facts) -> AccountState:
+def _prune(state: AccountState, limits: Limits, facts: FactRecords) -> AccountState:
     """Keep the newest `packages_max` periods and the refreshes that can still matter."""
     packages, pruned_until = state.packages, state.pruned_until
     if len(packages) > limits.packages_max:
@@ -662,7 +320,7 @@ def _prune(state: AccountState, limits: Limits, facts: _Facts) -> AccountState:
 
 
 def _apply_purchase(state: AccountState, event: PlanPurchased, catalog: Catalog, limits: Limits,
-                    global_refreshes: tuple[datetime, ...], facts: _Facts
+                    global_refreshes: tuple[datetime, ...], facts: FactRecords
                     ) -> AccountState | Rejection:
     decision = decide_purchase(state, event.tier, event.period, event.currency, event.auto_renew,
                                event.occurred_at, catalog, event.event_id)
@@ -681,7 +339,7 @@ def _apply_purchase(state: AccountState, event: PlanPurchased, catalog: Catalog,
 
 
 def _apply_upgrade(state: AccountState, event: PlanUpgraded, catalog: Catalog, limits: Limits,
-                   global_refreshes: tuple[datetime, ...], facts: _Facts
+                   global_refreshes: tuple[datetime, ...], facts: FactRecords
                    ) -> AccountState | Rejection:
     decision = decide_upgrade(state, event.tier, event.period, event.currency, False,
                               event.occurred_at, catalog, event.event_id, _StepMemory(facts))
@@ -697,7 +355,7 @@ def _apply_upgrade(state: AccountState, event: PlanUpgraded, catalog: Catalog, l
 
 
 def _record_moved(state: AccountState, moved: list[tuple[datetime, int]], limits: Limits,
-                  facts: _Facts) -> AccountState:
+                  facts: FactRecords) -> AccountState:
     """Usage that occurred at/after the upgrade instant belongs to the new package."""
     package = state.packages[-1].with_entries(moved, state.refreshes)
     facts.appended.extend((package.opened_by, instant, micro) for instant, micro in moved)
@@ -707,7 +365,7 @@ def _record_moved(state: AccountState, moved: list[tuple[datetime, int]], limits
 
 
 def _apply_renewal(state: AccountState, event: PlanRenewed, catalog: Catalog, limits: Limits,
-                   global_refreshes: tuple[datetime, ...], facts: _Facts
+                   global_refreshes: tuple[datetime, ...], facts: FactRecords
                    ) -> AccountState | Rejection:
     """Open the next period of the latest package, starting exactly where it ended."""
     if not state.packages:
@@ -719,7 +377,7 @@ def _apply_renewal(state: AccountState, event: PlanRenewed, catalog: Catalog, li
     version = catalog.version_at(at)
     if version is None:
         return _refuse(Reason.NO_CATALOG_VERSION, event, state.account_id)
-    package = _new_package(version, latest.tier, latest.period, latest.currency,
+    package = new_package(version, latest.tier, latest.period, latest.currency,
                            latest.valid_until, latest.anchor, latest.index + 1, event.event_id,
                            state.refreshes)
     if isinstance(package, Reason):
@@ -732,7 +390,7 @@ def _apply_renewal(state: AccountState, event: PlanRenewed, catalog: Catalog, li
 
 
 def _apply_refresh(state: AccountState, event: QuotaRefreshed, catalog: Catalog, limits: Limits,
-                   global_refreshes: tuple[datetime, ...], facts: _Facts
+                   global_refreshes: tuple[datetime, ...], facts: FactRecords
                    ) -> AccountState | Rejection:
     """Consumption before T stops counting in the package valid at T (validity unchanged)."""
     instant = event.occurred_at
@@ -760,7 +418,7 @@ class _StepMemory:
 
     __slots__ = ("facts",)
 
-    def __init__(self, facts: _Facts) -> None:
+    def __init__(self, facts: FactRecords) -> None:
         self.facts = facts
 
     def fingerprint_of(self, account_id: str, event_id: str) -> str | None:

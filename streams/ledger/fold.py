@@ -1,6 +1,6 @@
 """The replay fold: events in file order over many accounts.
 
-`Ledger` owns what spans accounts: the account states, the global refresh
+`Fold` owns what spans accounts: the account states, the global refresh
 instants (a `quota.refreshed` without account_id is applied to every known
 account now, and passed as `global_refreshes` to every later step so
 packages opened afterwards apply it too: order-independent), the list of
@@ -16,22 +16,23 @@ from collections.abc import Iterable, MutableMapping
 from datetime import datetime
 
 from schemas.events import QuotaRefreshed, format_instant
-from streams.ledger.account import (AccountState, StepResult, charge_plain_usage, event_fingerprint,
+from streams.ledger.state import AccountState
+from streams.ledger.step import (StepResult, charge_plain_usage, event_fingerprint,
                                     fields_fingerprint, step, usage_too_late)
 from streams.ledger.catalog import Catalog
 from streams.ledger.decode import decode_event, plain_usage_fields
 from streams.ledger.dedupe import AppliedIds
 from streams.ledger.lateness import advance, advance_to
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
-from streams.ledger.memory import InMemoryEventMemory, expired_before
+from streams.ledger.memory import InMemoryEventMemory, expired_before, record_applied
 from streams.ledger.partitioning import account_partition
 from streams.ledger.rejections import Reason, Rejection, reject
 from streams.ledger.views import account_view
 
-__all__ = ["Ledger"]
+__all__ = ["Fold"]
 
 
-class Ledger:
+class Fold:
     """In-memory fold of `step` over a log of events (replay, quote, tests, benchmark)."""
 
     def __init__(self, catalog: Catalog, limits: Limits = DEFAULT_LIMITS, *,
@@ -73,7 +74,7 @@ class Ledger:
             return event
         return self.apply(event)
 
-    def fold(self, raw: bytes | str | dict) -> None:
+    def add(self, raw: bytes | str | dict) -> None:
         """`feed` for a caller that reads no step results (the replay loop): the same effects.
 
         Why: plain usage is nearly every line of a log, and `_fold_usage` applies it from
@@ -148,7 +149,7 @@ class Ledger:
         if result.state is not None or account_id not in self.accounts:
             self.accounts[account_id] = result.state
         if result.fingerprint is not None:
-            memory.record_applied(account_id, event, result)
+            record_applied(memory, account_id, event, result)
             self._move_high_water(partition, memory, high_water, advance(high_water, event))
         return [self._record(result)]
 
@@ -198,7 +199,7 @@ class Ledger:
             result = step(state, event, self.catalog, self.limits, memory=memory)
             self.accounts[account_id] = result.state
             if result.fingerprint is not None:
-                memory.record_applied(account_id, event, result)
+                record_applied(memory, account_id, event, result)
             results.append(self._record(result))
         return results
 
