@@ -117,6 +117,10 @@ class Settings:
     #: TOKENPLAN_UNIT_RECORDS_MAX: ledger-log records of one partition the applier takes as
     #: one unit of work when they arrived while its previous unit was being made durable.
     unit_records_max: int = 64
+    #: TOKENPLAN_ROCKSDB_WRITE_BUFFER_BYTES: each partition's RocksDB memtable size (two of them).
+    rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
+    #: TOKENPLAN_ROCKSDB_BLOCK_CACHE_BYTES: each partition's RocksDB block cache.
+    rocksdb_block_cache_bytes: int = 16 * 1024 * 1024
     #: TOKENPLAN_RECORD_CACHE_MAX: decoded account records kept in memory (LRU).
     record_cache_max: int = 100_000
 
@@ -132,7 +136,8 @@ class Settings:
 
     def __post_init__(self) -> None:
         for name in ("partitions", "replication", "sequencer_batch_max", "ledger_record_events_max",
-                     "record_cache_max", "unit_records_max",
+                     "record_cache_max", "unit_records_max", "rocksdb_write_buffer_bytes",
+                     "rocksdb_block_cache_bytes",
                      "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -172,6 +177,10 @@ class Settings:
                                              defaults.ledger_record_bytes_max),
             record_cache_max=_env_int(env, "TOKENPLAN_RECORD_CACHE_MAX", defaults.record_cache_max),
             unit_records_max=_env_int(env, "TOKENPLAN_UNIT_RECORDS_MAX", defaults.unit_records_max),
+            rocksdb_write_buffer_bytes=_env_int(env, "TOKENPLAN_ROCKSDB_WRITE_BUFFER_BYTES",
+                                                defaults.rocksdb_write_buffer_bytes),
+            rocksdb_block_cache_bytes=_env_int(env, "TOKENPLAN_ROCKSDB_BLOCK_CACHE_BYTES",
+                                               defaults.rocksdb_block_cache_bytes),
             sequencer=env.get("TOKENPLAN_SEQUENCER") or defaults.sequencer,
             event_loop=env.get("TOKENPLAN_EVENT_LOOP") or defaults.event_loop,
             limits=limits_from_env(env),

@@ -75,6 +75,14 @@ class Wiring:
         return self.app.producer._ensure_producer()
 
 
+def rocksdb_options(settings: Settings) -> dict[str, int]:
+    """Memory bounds of each partition's RocksDB (faust's defaults: 3 x 64 MiB memtables and a
+    2 GiB block cache per partition, which a soak showed filling to ~0.9 GiB of RSS)."""
+    return {"write_buffer_size": settings.rocksdb_write_buffer_bytes, "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_bytes,
+            "block_cache_compressed_size": settings.rocksdb_block_cache_bytes // 4}
+
+
 def wire(settings: Settings, catalog: Catalog) -> Wiring:
     """The app for `settings`, with the topics (explicit partition counts) and the table."""
     app = create_app(settings)
@@ -89,5 +97,6 @@ def wire(settings: Settings, catalog: Catalog) -> Wiring:
         applier_inputs=app.topic(settings.topic(topics.LEDGER_LOG), settings.topic(topics.CLOCK),
                                  key_type=bytes, value_type=bytes),
         out_topics={name: declare(name) for name in topics.ALL_OUTPUTS},
-        accounts_table=app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes),
+        accounts_table=app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes,
+                                 options=rocksdb_options(settings)),
     )
