@@ -24,7 +24,7 @@ from streams.ledger.decode import decode_event, plain_usage_fields
 from streams.ledger.dedupe import AppliedIds
 from streams.ledger.lateness import advance, advance_to
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
-from streams.ledger.memory import InMemoryEventMemory, expired_before, record_applied
+from streams.ledger.memory import InMemoryEventMemory, record_applied
 from streams.ledger.partitioning import account_partition
 from streams.ledger.rejections import Reason, Rejection, reject
 from streams.ledger.views import account_view
@@ -134,7 +134,7 @@ class Fold:
         """After an applied event: set the partition's new mark, expire the ids it leaves behind."""
         if moved is not high_water:
             self.high_waters[partition] = moved
-            memory.expire(expired_before(moved, self.limits.dedupe_window))
+            memory.expire_behind(moved, self.limits.dedupe_window)
 
     def apply(self, event) -> list[StepResult]:
         """Apply one decoded event; returns its step results (facts are read from them)."""
