@@ -49,7 +49,7 @@ class Fold:
         self.limits = limits
         self.partitions = partitions
         self.memories: dict[int, InMemoryEventMemory] = {}
-        #: account -> (partition, event memory), for the accounts `fold` met (see `_home`).
+        #: account -> (partition, event memory), for the accounts `add` met (see `_home`).
         self._homes: dict[str, tuple[int, InMemoryEventMemory]] = {}
         self._shared_memory = memory
         self.high_waters: dict[int, datetime] = {}
@@ -102,7 +102,8 @@ class Fold:
         state = self.accounts.get(account_id)
         if state is None:
             return False
-        partition, memory = self._home(account_id)
+        home = self._homes.get(account_id)  # `_home`, its common case inlined
+        partition, memory = home if home is not None else self._home(account_id)
         high_water = self.high_waters.get(partition)
         instant, event_id = usage["occurred_at"], usage["event_id"]
         if usage_too_late(instant, high_water, self.limits):
