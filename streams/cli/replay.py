@@ -55,12 +55,6 @@ def open_events(path: str) -> tuple[BinaryIO, int]:
         raise UsageError(f"cannot read {path}: {error.strerror or error}") from error
 
 
-def _lines(stream: BinaryIO) -> Iterator[bytes]:
-    for line in stream:
-        if line.strip():
-            yield line
-
-
 @contextlib.contextmanager
 def _bulk_gc() -> Iterator[None]:
     """Raise the cyclic GC's gen-0 threshold during a fold.
@@ -92,8 +86,9 @@ def _replay_into(ledger: Fold, path: str, progress: bool | None) -> Fold:
             _replay_with_progress(ledger, stream, size)
         else:
             add = ledger.add
-            for line in _lines(stream):
-                add(line)
+            for line in stream:  # no generator in between: this loop runs once per event
+                if line.strip():
+                    add(line)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()

@@ -193,10 +193,10 @@ _new_usage = Usage.__new__
 def plain_usage_fields(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str, Any] | None:
     """The declared fields of a usage line that `decode_event` accepts on its fast path, without the model.
 
-    Exactly the `__dict__` of the Usage `decode_event(raw, limits)` would return (extras
-    left out: no rule reads them). None says nothing about the line: ask `decode_event`.
-    For a caller that reads only the fields (the replay fold): building the pydantic
-    model costs as much as checking the line.
+    Equal to the `__dict__` of the Usage `decode_event(raw, limits)` would return (key
+    order aside; extras left out: no rule reads them). None says nothing about the
+    line: ask `decode_event`. For a caller that reads only the fields (the replay fold):
+    building the pydantic model costs as much as checking the line.
     """
     if type(raw) is not bytes or len(raw) > limits.event_bytes_max:
         return None
@@ -206,7 +206,7 @@ def plain_usage_fields(raw: bytes, limits: Limits = DEFAULT_LIMITS) -> dict[str,
         return None
     if type(data) is not dict or _may_hold_secret(raw):
         return None
-    return _plain_usage_fields(data, limits)
+    return _plain_usage_fields(data, limits, in_place=True)
 
 
 def _fast_usage(data: dict, limits: Limits) -> Usage | None:
@@ -225,8 +225,12 @@ def _fast_usage(data: dict, limits: Limits) -> Usage | None:
     return event
 
 
-def _plain_usage_fields(data: dict, limits: Limits) -> dict[str, Any] | None:
-    """The model's field values (its `__dict__`, in field order) when `data` is plainly valid usage, else None."""
+def _plain_usage_fields(data: dict, limits: Limits, *, in_place: bool = False) -> dict[str, Any] | None:
+    """The model's field values (its `__dict__`, in field order) when `data` is plainly valid usage, else None.
+
+    in_place: the caller owns `data` and needs no field order; when `data` holds exactly
+    the declared fields, it is completed and returned (one dict fewer per event).
+    """
     if data.get("type") != "usage":
         return None
     try:
@@ -252,6 +256,10 @@ def _plain_usage_fields(data: dict, limits: Limits) -> dict[str, Any] | None:
         instant = parse_instant(occurred_at)
     except ValueError:
         return None
+    if in_place and len(data) == (12 if "client" in data else 11):  # all required keys are there
+        data["occurred_at"] = instant
+        data["client"] = client
+        return data
     return {"event_id": event_id, "occurred_at": instant, "type": "usage",
             "account_id": account_id, "model": model,
             "input_cache_hit_tokens": hit, "input_cache_miss_tokens": miss,

@@ -24,7 +24,7 @@ from streams.ledger.decode import decode_event, plain_usage_fields
 from streams.ledger.dedupe import AppliedIds
 from streams.ledger.lateness import advance, advance_to
 from streams.ledger.limits import DEFAULT_LIMITS, Limits
-from streams.ledger.memory import InMemoryEventMemory, expired_before, record_applied
+from streams.ledger.memory import InMemoryEventMemory, record_applied
 from streams.ledger.partitioning import account_partition
 from streams.ledger.rejections import Reason, Rejection, reject
 from streams.ledger.views import account_view
@@ -49,7 +49,7 @@ class Fold:
         self.limits = limits
         self.partitions = partitions
         self.memories: dict[int, InMemoryEventMemory] = {}
-        #: account -> (partition, event memory), for the accounts `fold` met (see `_home`).
+        #: account -> (partition, event memory), for the accounts `add` met (see `_home`).
         self._homes: dict[str, tuple[int, InMemoryEventMemory]] = {}
         self._shared_memory = memory
         self.high_waters: dict[int, datetime] = {}
@@ -102,7 +102,8 @@ class Fold:
         state = self.accounts.get(account_id)
         if state is None:
             return False
-        partition, memory = self._home(account_id)
+        home = self._homes.get(account_id)  # `_home`, its common case inlined
+        partition, memory = home if home is not None else self._home(account_id)
         high_water = self.high_waters.get(partition)
         instant, event_id = usage["occurred_at"], usage["event_id"]
         if usage_too_late(instant, high_water, self.limits):
@@ -134,7 +135,7 @@ class Fold:
         """After an applied event: set the partition's new mark, expire the ids it leaves behind."""
         if moved is not high_water:
             self.high_waters[partition] = moved
-            memory.expire(expired_before(moved, self.limits.dedupe_window))
+            memory.expire_behind(moved, self.limits.dedupe_window)
 
     def apply(self, event) -> list[StepResult]:
         """Apply one decoded event; returns its step results (facts are read from them)."""

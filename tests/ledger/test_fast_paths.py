@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from schemas.events import _RFC3339, format_instant, parse_instant
 from streams.ledger.limits import DEFAULT_LIMITS
-from streams.ledger.memory import DAY_S, InMemoryEventMemory, day_of
+from streams.ledger.memory import DAY_S, InMemoryEventMemory, day_of, expired_before
 from streams.ledger import AccountState, Limits, Rejection, decode_event, step
 from streams.ledger.units import credits_text, from_micro, parse_micro_text, parse_micro_texts, to_micro
 from streams.ledger.catalog import load_catalog
@@ -245,3 +245,33 @@ def test_fold_takes_the_fast_path_for_plain_usage_only():
         ledger.add(orjson.dumps(data))
     assert taken == [False, True, False, False, False]  # unknown account, plain, duplicate, exhausts, exhausted
     assert ledger.applied_count == 4 and ledger.duplicates_count == 1
+
+
+_epoch = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_days_around = st.one_of(st.integers(-5, 60), st.integers(98_990, 99_010), st.integers(-719_000, 2_900_000))
+
+
+def _expiry(expire, *args):
+    try:
+        return expire(*args)
+    except OverflowError:  # a window beyond the calendar: both raise alike
+        return "overflow"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.booleans(), _days_around, st.integers(0, 86_400 * 10**6 - 1)), max_size=40),
+       st.sampled_from([timedelta(days=35), timedelta(days=3, hours=5, microseconds=7), timedelta(0),
+                        timedelta(days=2_000_000), timedelta(days=2_950_000)]))
+def test_expire_behind_agrees_with_expire(operations, window):
+    """Remember ids and move a mark at random (as the Fold does: after remembering an id):
+    `expire_behind` drops exactly what `expire(expired_before(...))` drops."""
+    fast, slow = InMemoryEventMemory(), InMemoryEventMemory()
+    for n, (is_mark, day, micros) in enumerate(operations):
+        at = _epoch + timedelta(days=day, microseconds=micros)
+        if is_mark and len(slow):
+            assert _expiry(fast.expire_behind, at, window) == _expiry(
+                lambda: slow.expire(expired_before(at, window)))
+        else:
+            fast.remember("a", f"e{n}", "f", at)
+            slow.remember("a", f"e{n}", "f", at)
+        assert fast._ids == slow._ids and dict(fast._days) == dict(slow._days)
