@@ -11,7 +11,7 @@ import orjson
 
 HELP = "benchmark: raw-client baseline, pipeline, stop-service latency, lookups, replay, soak (writes a report)"
 DESCRIPTION = """\
-Runs the sections of streams/benchmarks/pipeline.py against the broker at
+Runs the sections of bench/pipeline.py against the broker at
 KAFKA_BOOTSTRAP_SERVERS (started with deploy/local-kafka when none answers, and stopped
 afterwards), in fresh topic namespaces, and writes the figures as JSON (--out) and as
 Markdown (--markdown). The soak section (RSS over --soak-seconds, 10 minutes by default)
