@@ -150,7 +150,7 @@ def _fold(path: str, worker: int, workers: int, partitions: int, as_of: datetime
     owned = [p % workers == worker for p in range(partitions)]
     rejected = ledger.rejected
     accounts = ledger.accounts
-    feed = ledger.feed
+    feed = ledger.add  # reads only `rejected` and `accounts`: no step results needed
     #: account -> the line at which it entered ledger.accounts (Fold broadcasts in that order)
     first_seen: dict[str, int] = {}
     #: (line number, first-seen or -1, index into ledger.rejected) of the rejections we own
