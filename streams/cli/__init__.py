@@ -18,6 +18,9 @@ SUBCOMMANDS: dict[str, str] = {
     "simulate": "streams.cli.simulate",
     "audit": "streams.cli.audit",
     "bench": "streams.cli.bench",
+    "keys": "gateway.cli.keys",
+    "gateway": "gateway.cli.serve",
+    "upstream-sim": "gateway.cli.upstream_sim",
 }
 
 

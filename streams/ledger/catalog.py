@@ -1,6 +1,7 @@
 """The catalog: models, credit ratios, tiers, pools, prices, discounts, off-peak window.
 
-Catalog content is versioned DATA (`catalog.json`), not code: each version
+Catalog content is versioned DATA (`schemas/catalog.json`, a contract the gateway
+reads too), not code: each version
 has an `effective_from` instant and a charge uses the version in effect at
 the event's `occurred_at`. This module parses and validates it; the only I/O
 is `load_catalog`, which the commands and agents call once at start.
@@ -197,13 +198,13 @@ def parse_catalog(text: str | bytes) -> Catalog:
 
 
 def load_catalog(path: str | Path | None = None) -> Catalog:
-    """Read and validate the catalog: the packaged `catalog.json` unless a path is given.
+    """Read and validate the catalog: the packaged `schemas/catalog.json` unless a path is given.
 
     This is the core's only I/O, kept out of the rules: callers load once and
     pass the Catalog object to the pure functions.
     """
     if path is None:
-        text = importlib.resources.files("streams.ledger").joinpath("catalog.json").read_bytes()
+        text = importlib.resources.files("schemas").joinpath("catalog.json").read_bytes()
     else:
         text = Path(path).read_bytes()
     return parse_catalog(text)

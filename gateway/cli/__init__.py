@@ -1,0 +1,1 @@
+"""The gateway's subcommands of `tokenplan` (registered by name in `streams.cli`)."""

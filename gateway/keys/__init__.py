@@ -1,0 +1,1 @@
+"""`tp-` API keys: generation, hashing, and the `tokenplan.keys` records."""

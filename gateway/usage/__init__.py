@@ -1,0 +1,1 @@
+"""Usage counts from OpenAI and Anthropic responses (pure: no I/O)."""
