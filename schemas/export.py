@@ -13,6 +13,8 @@ from pydantic import TypeAdapter
 
 from schemas.events import EVENT_ADAPTER, EVENT_MODELS
 from schemas.outputs import BalanceChanged, QuotaExhausted, QuotaRestored
+from schemas.gateway import UnmeteredRequest
+from schemas.keys import KeyRecord
 from schemas.status import QuotaStatus
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -27,6 +29,8 @@ def schema_documents() -> dict[str, dict]:
         name = model.model_fields["type"].default
         documents[f"{name}.schema.json"] = TypeAdapter(model).json_schema(mode="serialization")
     documents["quota.status.schema.json"] = TypeAdapter(QuotaStatus).json_schema(mode="serialization")
+    documents["key.schema.json"] = TypeAdapter(KeyRecord).json_schema(mode="serialization")
+    documents["request.unmetered.schema.json"] = TypeAdapter(UnmeteredRequest).json_schema(mode="serialization")
     return documents
 
 

@@ -23,6 +23,11 @@ QUOTA_EXHAUSTED = "quota-exhausted"
 QUOTA_STATUS = "quota-status"
 #: Dead letters: original payload, reason, source topic/partition/offset.
 REJECTED = "rejected"
+#: Compacted: key = key_id, value = the key's state (schemas.keys.KeyRecord), no secrets.
+KEYS = "keys"
+#: Gateway requests whose usage could not be metered (no usage, inconsistent usage):
+#: recorded for audit with a named reason (schemas.gateway.UnmeteredRequest), never charged as zero.
+UNMETERED = "unmetered"
 
 ALL_INPUTS: tuple[str, ...] = (USAGE, PLANS)
 ALL_OUTPUTS: tuple[str, ...] = (BALANCE_CHANGED, QUOTA_EXHAUSTED, QUOTA_STATUS, REJECTED)
@@ -33,6 +38,8 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     LEDGER_LOG: {"retention.ms": "-1", "retention.bytes": "-1"},
     CLOCK: {"retention.ms": "3600000"},
     QUOTA_STATUS: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
+    KEYS: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
+    UNMETERED: {"retention.ms": "-1", "retention.bytes": "-1"},
 }
 
 #: Kafka headers the sequencer puts on ledger-log records.

@@ -1,0 +1,111 @@
+"""`tokenplan keys issue|revoke|list`: the account's `tp-` API keys.
+
+The key is printed once, on stdout, by `issue`; from then on only its key_id and
+its HMAC are known to the system. Nothing here logs or prints a key elsewhere.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from datetime import datetime, timezone
+
+import orjson
+
+from gateway.config import GatewaySettings
+from gateway.kafka import ensure_topics, idempotent_producer
+from gateway.keys.records import changed, issued, public_view
+from gateway.keys.registry import load_keys
+from gateway.keys.secrets import hash_key, load_key_secret, new_key, new_key_id
+from schemas.keys import KeyRecord
+from schemas.topics import KEYS
+
+HELP = "issue, revoke and list tp- API keys (published on tokenplan.keys as hashes)"
+DESCRIPTION = """\
+  tokenplan keys issue --account A [--label L]   prints {"key": "tp-...", "key_id": "..."} once
+  tokenplan keys revoke KEY_ID [--reason TEXT]   the key is refused from then on
+  tokenplan keys list --account A                the account's keys (ids, labels, states; no secrets)
+
+Keys are hashed with HMAC-SHA-256 under TOKENPLAN_KEY_SECRET (or the secret kept in
+TOKENPLAN_KEY_SECRET_FILE, default .data/key-secret, created on first use); every
+gateway must use the same secret. A key is usable only while its account has a valid
+package: the gateway checks the account's quota status on every request.
+Exit codes: 0 done, 1 refused (unknown key, already revoked), 2 unusable input or no Kafka."""
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `keys` subcommand and its three actions."""
+    parser = subparsers.add_parser("keys", help=HELP, description=DESCRIPTION,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    issue = actions.add_parser("issue", help="issue a new key for an account (printed once)")
+    issue.add_argument("--account", required=True, help="account_id the key spends from")
+    issue.add_argument("--label", help="a name for the key, e.g. 'laptop' (shown by list)")
+    revoke = actions.add_parser("revoke", help="revoke a key by its key_id")
+    revoke.add_argument("key_id")
+    revoke.add_argument("--reason", help="recorded with the revocation")
+    listing = actions.add_parser("list", help="list an account's keys (no secrets)")
+    listing.add_argument("--account", required=True)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Dispatch to the action; Kafka errors become exit 2 with a message."""
+    settings = GatewaySettings.from_env()
+    action = {"issue": issue_key, "revoke": revoke_key, "list": list_keys}[args.action]
+    try:
+        return asyncio.run(action(settings, args))
+    except SystemExit as error:
+        if isinstance(error.code, str):
+            print(f"tokenplan keys: {error.code}", file=sys.stderr)
+            return 2
+        raise
+
+
+async def publish(settings: GatewaySettings, record: KeyRecord) -> None:
+    """Write one record to the keys topic and wait for the broker's ack."""
+    await ensure_topics(settings, [KEYS])
+    producer = idempotent_producer(settings, "tokenplan-keys")
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.topic(KEYS), key=record.key_id.encode("utf-8"),
+                                     value=record.model_dump_json().encode("utf-8"))
+    finally:
+        await producer.stop()
+
+
+async def issue_key(settings: GatewaySettings, args: argparse.Namespace) -> int:
+    """Generate, hash, publish; then (only then) print the key once."""
+    secret = load_key_secret(settings.key_secret, settings.key_secret_file)
+    key, key_id = new_key(), new_key_id()
+    record = issued(key_id, args.account, hash_key(secret, key), args.label, datetime.now(timezone.utc))
+    await publish(settings, record)
+    print(orjson.dumps({"key": key, "key_id": key_id}).decode())
+    return 0
+
+
+async def revoke_key(settings: GatewaySettings, args: argparse.Namespace) -> int:
+    """Publish the key's revoked state; 1 when the key is unknown or already revoked."""
+    await ensure_topics(settings, [KEYS])
+    record = (await load_keys(settings)).get(args.key_id)
+    if record is None:
+        print(f"tokenplan keys: no key with key_id {args.key_id!r}", file=sys.stderr)
+        return 1
+    if record.status == "revoked":
+        print(f"tokenplan keys: {args.key_id} is already revoked", file=sys.stderr)
+        return 1
+    revoked = changed(record, "key.revoked", datetime.now(timezone.utc), args.reason)
+    await publish(settings, revoked)
+    print(orjson.dumps(public_view(revoked)).decode())
+    return 0
+
+
+async def list_keys(settings: GatewaySettings, args: argparse.Namespace) -> int:
+    """One JSON line per key of the account, oldest first."""
+    await ensure_topics(settings, [KEYS])
+    records = [r for r in (await load_keys(settings)).values() if r.account_id == args.account]
+    for record in sorted(records, key=lambda r: (r.issued_at, r.key_id)):
+        print(orjson.dumps(public_view(record)).decode())
+    if not records:
+        print(f"tokenplan keys: account {args.account!r} has no keys", file=sys.stderr)
+    return 0
