@@ -169,3 +169,71 @@ class WorkerProcess:
         if self.log_path is None or not self.log_path.exists():
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+@dataclass
+class ServiceProcess:
+    """A `tokenplan <command>` subprocess with an HTTP port (the gateway, upstream-sim)."""
+
+    command: list[str]
+    log_dir: Path
+    port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)
+    health_path: str = "/health"
+    process: subprocess.Popen | None = None
+    log_path: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> "ServiceProcess":
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"{self.command[0]}-{self.port}.log"
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen([sys.executable, "-m", "streams.cli", *self.command, "--port", str(self.port)],
+                                        cwd=REPO, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self, timeout_s: float = WORKER_READY_TIMEOUT_S) -> None:
+        deadline = time.monotonic() + timeout_s
+        last: object = None
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise RuntimeError(f"{self.command[0]} exited with {self.process.returncode}; log: {self.log_tail()}")
+            try:
+                with urllib.request.urlopen(f"{self.url}{self.health_path}", timeout=2.0) as response:
+                    if response.status < 500:
+                        return
+            except urllib.error.HTTPError as error:
+                if error.code < 500:
+                    return
+                last = error
+            except OSError as error:
+                last = error
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.command[0]} not ready in {timeout_s}s (last: {last}); log: {self.log_tail()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int | None:
+        return WorkerProcess.stop(self, sig, timeout_s)  # same protocol: signal, wait, kill
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path and self.log_path.exists() else ""
+
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:]) or "(no log)"
+
+
+def upstream_sim(log_dir: Path, *options: str) -> ServiceProcess:
+    """`tokenplan upstream-sim` on a free port (health: its model list)."""
+    return ServiceProcess(["upstream-sim", *options], log_dir, health_path="/v1/models")
+
+
+def gateway_process(bootstrap: str, namespace: Namespace, worker_url: str, upstream_url: str, data_dir: Path,
+                    cluster: str = "sgp", env: dict[str, str] | None = None) -> ServiceProcess:
+    """`tokenplan gateway` in the namespace, with its spool and key secret under `data_dir`."""
+    environment = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TOKENPLAN_TOPIC_PREFIX": namespace.topic_prefix,
+                   "TOKENPLAN_KEY_SECRET_FILE": str(data_dir / "key-secret"),
+                   "TOKENPLAN_GATEWAY_SPOOL_DIR": str(data_dir / "spool"), **(env or {})}
+    return ServiceProcess(["gateway", "--cluster", cluster, "--upstream", upstream_url, "--worker", worker_url],
+                          data_dir, env=environment)

@@ -28,6 +28,8 @@ class GatewaySettings:
     key_secret_file: Path = Path(".data/key-secret")
     cluster: Literal["cn", "sgp", "ams"] = "sgp"
     upstream_url: str = "http://127.0.0.1:9000"
+    #: The credential the gateway sends upstream (its own, never the client's tp- key).
+    upstream_key: str = field(default="", repr=False)
     host: str = "127.0.0.1"
     port: int = 8080
     #: The worker's lookup, asked when the cache has no status for an account.
@@ -101,6 +103,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "key_secret_file": ("TOKENPLAN_KEY_SECRET_FILE", "where the secret is kept when the variable is unset"),
     "cluster": ("TOKENPLAN_GATEWAY_CLUSTER", "cn, sgp or ams: written on every usage event"),
     "upstream_url": ("TOKENPLAN_GATEWAY_UPSTREAM", "the model server requests are forwarded to"),
+    "upstream_key": ("TOKENPLAN_GATEWAY_UPSTREAM_KEY", "the gateway's own upstream credential (never logged)"),
     "host": ("TOKENPLAN_GATEWAY_HOST", "listen address"),
     "port": ("TOKENPLAN_GATEWAY_PORT", "listen port"),
     "worker_url": ("TOKENPLAN_WORKER_URL", "the worker's lookup, for accounts the cache has not seen"),
@@ -117,3 +120,13 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "spool_retry_ms": ("TOKENPLAN_GATEWAY_SPOOL_RETRY_MS", "how often the spool is retried"),
     "upstream_timeout_s": ("TOKENPLAN_GATEWAY_UPSTREAM_TIMEOUT_S", "time limit of one upstream request"),
 }
+
+
+def defaults_text() -> str:
+    """`VARIABLE (default) meaning` lines for --help (secrets shown as unset)."""
+    defaults = GatewaySettings()
+    lines = []
+    for name, (variable, meaning) in VARIABLES.items():
+        value = "" if name in ("key_secret", "upstream_key") else getattr(defaults, name)
+        lines.append(f"  {variable} ({value}): {meaning}")
+    return "\n".join(lines)
