@@ -17,7 +17,15 @@ from streams.ledger.json_cache import instant_text
 from streams.ledger.packages import Package
 from streams.ledger.units import credits_text
 
-__all__ = ["account_view", "allowed", "empty_view", "view_key"]
+__all__ = ["STATUS_CREDIT_STEPS", "STATUS_EXACT_BELOW_PERCENT", "account_view", "allowed", "credit_step",
+           "empty_view", "view_key"]
+
+#: A status record is published each time the used credits cross one of this many equal
+#: steps of the pool, so a gateway's cached remaining credits are never staler than one step...
+STATUS_CREDIT_STEPS = 100
+#: ...and on every change once the remaining credits are below this share of the pool,
+#: where a gateway's in-flight count needs them exact (the overspend bound near exhaustion).
+STATUS_EXACT_BELOW_PERCENT = 5
 
 _FIELDS = ("tier", "period", "credits_limit", "credits_used", "credits_remaining",
            "valid_from", "valid_until")
@@ -58,16 +66,29 @@ def account_view(state: AccountState | None, as_of: datetime) -> dict:
     }
 
 
-def view_key(state: AccountState | None, as_of: datetime) -> tuple:
-    """(status, allowed, tier, valid_from) of `account_view(state, as_of)`, without building it.
+def credit_step(limit_micro: int, used_micro: int) -> int:
+    """Which step of the pool the used credits are in; near the end, the exact remaining credits.
 
-    What a gateway's allow/deny decision depends on: the streaming worker
-    publishes a status record when this changes.
+    Far from exhaustion a gateway needs the remaining credits only roughly (1 % of the
+    pool); near it, exactly, to refuse what its requests in flight would overspend.
     """
-    status, package, _used = _view_package(state, as_of)
+    remaining = max(limit_micro - used_micro, 0)
+    if remaining * 100 < limit_micro * STATUS_EXACT_BELOW_PERCENT:
+        return -1 - remaining  # negative: never equal to a step number
+    return used_micro * STATUS_CREDIT_STEPS // limit_micro if limit_micro else 0
+
+
+def view_key(state: AccountState | None, as_of: datetime) -> tuple:
+    """(status, allowed, tier, valid_from, credit step) of `account_view(state, as_of)`, without building it.
+
+    What a gateway's decisions depend on: the streaming worker publishes a status
+    record when this changes (allow/deny, the package, and the credits by `credit_step`).
+    """
+    status, package, used = _view_package(state, as_of)
     if package is None:
-        return (status, _allows(status), None, None)
-    return (status, _allows(status), package.tier, instant_text(package.valid_from))
+        return (status, _allows(status), None, None, None)
+    return (status, _allows(status), package.tier, instant_text(package.valid_from),
+            credit_step(package.credits_limit_micro, used))
 
 
 def _allows(status: str) -> bool:

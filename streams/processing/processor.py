@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 
 import orjson
 
@@ -24,6 +25,8 @@ from streams.ledger import (AccountState, Catalog, Fold, Limits, Rejection, Step
 from streams.ledger.dedupe import AppliedIds
 from streams.ledger.lateness import advance
 from streams.ledger.memory import expired_before, record_applied
+from streams.ledger.units import to_micro
+from streams.ledger.views import credit_step
 
 #: A fact's type -> the out-topic it goes to. quota.restored shares the topic of
 #: quota.exhausted, so one consumer sees a package's block and unblock in order.
@@ -73,8 +76,11 @@ def change_instants(state: AccountState, now: datetime) -> list[datetime]:
 
 
 def status_key(view: dict) -> tuple:
-    """What a change of must be published on quota-status: allow/deny, status, package."""
-    return (view["status"], view["allowed"], view["tier"], view["valid_from"])
+    """What a change of must be published on quota-status: allow/deny, status, package, credit step."""
+    if view["credits_limit"] is None:
+        return (view["status"], view["allowed"], None, None, None)
+    step = credit_step(to_micro(Decimal(view["credits_limit"])), to_micro(Decimal(view["credits_used"])))
+    return (view["status"], view["allowed"], view["tier"], view["valid_from"], step)
 
 
 def record_status_key(record: AccountRecord | None, now: datetime) -> tuple:

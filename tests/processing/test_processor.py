@@ -206,10 +206,30 @@ def test_exhaustion_once_then_restored_by_upgrade(processor):
     for hour in (1, 2, 3):
         emitted += log.feed(ev.usage("a", DAY + timedelta(hours=hour), model="mimo-v2.5-pro", miss=10_000_000))
     assert [f["type"] for f in by_topic(emitted, topics.QUOTA_EXHAUSTED)] == ["quota.exhausted"]
-    assert [s["allowed"] for s in by_topic(emitted, topics.QUOTA_STATUS)] == [False]
+    # the first usage crossed credit steps (a status with the new remaining credits), the second exhausted
+    assert [s["allowed"] for s in by_topic(emitted, topics.QUOTA_STATUS)] == [True, False]
     restored = log.feed(ev.upgrade("a", DAY + timedelta(hours=4), "max"))
     assert [f["type"] for f in by_topic(restored, topics.QUOTA_EXHAUSTED)] == ["quota.restored"]
     assert [s["allowed"] for s in by_topic(restored, topics.QUOTA_STATUS)] == [True]
+
+
+def test_status_records_follow_the_credits_by_steps_and_exactly_near_the_end(processor):
+    """1 % steps of the pool far from exhaustion; every change in the last 5 %: gateways
+    then hold the remaining credits exactly where their in-flight count needs them."""
+    log = Log(processor)
+    log.feed(ev.purchase("a", DAY))  # lite: 4.1e9 credits; 1 % = 41e6 = 410,000 miss tokens of mimo-v2.5
+    statuses = []
+    for minute in range(40):  # 40 x 100,000 miss tokens x 100 = 10 % of the pool: ~10 steps
+        statuses += by_topic(log.feed(ev.usage("a", DAY + timedelta(minutes=minute), miss=100_000)),
+                             topics.QUOTA_STATUS)
+    assert 9 <= len(statuses) <= 11
+    log.feed(ev.usage("a", DAY + timedelta(hours=2), model="mimo-v2-pro", output=1_760_000))  # ~98 % used
+    near = []
+    for minute in range(5):
+        near += by_topic(log.feed(ev.usage("a", DAY + timedelta(hours=3, minutes=minute), miss=1_000)),
+                         topics.QUOTA_STATUS)
+    assert len(near) == 5, "every change near exhaustion is published"
+    assert len({s["credits_remaining"] for s in near}) == 5
 
 
 def test_bad_input_becomes_a_dead_letter_with_its_source(processor):
