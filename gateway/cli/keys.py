@@ -62,24 +62,37 @@ def run(args: argparse.Namespace) -> int:
         raise
 
 
-async def publish(settings: GatewaySettings, record: KeyRecord) -> None:
-    """Write one record to the keys topic and wait for the broker's ack."""
+async def publish(settings: GatewaySettings, *records: KeyRecord) -> None:
+    """Write records to the keys topic (one producer) and wait for the broker's acks."""
     await ensure_topics(settings, [KEYS])
     producer = idempotent_producer(settings, "tokenplan-keys")
     await producer.start()
     try:
-        await producer.send_and_wait(settings.topic(KEYS), key=record.key_id.encode("utf-8"),
-                                     value=record.model_dump_json().encode("utf-8"))
+        sent = [await producer.send(settings.topic(KEYS), key=record.key_id.encode("utf-8"),
+                                    value=record.model_dump_json().encode("utf-8")) for record in records]
+        await asyncio.gather(*sent)
     finally:
         await producer.stop()
 
 
+async def issue_keys(settings: GatewaySettings, account_ids: list[str], label: str | None = None) -> list[tuple[str, str]]:
+    """One new key per account: generated, hashed, published; (key, key_id) pairs once acked.
+
+    Shared by `keys issue` and `gateway-traffic`, so simulated tools get keys exactly
+    the way a user does (same secret, same record), never by a shortcut.
+    """
+    secret = load_key_secret(settings.key_secret, settings.key_secret_file)
+    now = datetime.now(timezone.utc)
+    pairs = [(new_key(), new_key_id()) for _ in account_ids]
+    records = [issued(key_id, account, hash_key(secret, key), label, now)
+               for (key, key_id), account in zip(pairs, account_ids)]
+    await publish(settings, *records)
+    return pairs
+
+
 async def issue_key(settings: GatewaySettings, args: argparse.Namespace) -> int:
     """Generate, hash, publish; then (only then) print the key once."""
-    secret = load_key_secret(settings.key_secret, settings.key_secret_file)
-    key, key_id = new_key(), new_key_id()
-    record = issued(key_id, args.account, hash_key(secret, key), args.label, datetime.now(timezone.utc))
-    await publish(settings, record)
+    [(key, key_id)] = await issue_keys(settings, [args.account], args.label)
     print(orjson.dumps({"key": key, "key_id": key_id}).decode())
     return 0
 
