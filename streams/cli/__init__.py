@@ -21,6 +21,7 @@ SUBCOMMANDS: dict[str, str] = {
     "keys": "gateway.cli.keys",
     "gateway": "gateway.cli.serve",
     "upstream-sim": "gateway.cli.upstream_sim",
+    "gateway-traffic": "gateway.cli.traffic",
 }
 
 
