@@ -7,7 +7,7 @@ saw the end of both topics).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 
 from gateway.config import StalePolicy
@@ -86,8 +86,11 @@ class QuotaCache:
             return Decision(False, "revoked_key" if key.status == "revoked" else "suspended_key", key, None, age)
         status = self.statuses.get(key.account_id)
         if age is None or age > self.stale_after_ms:
-            open_ = self.stale_policy == "fail-open" and status is not None and status.status == "active"
-            return Decision(open_, "allowed" if open_ else "quota_unavailable", key, status, age, stale=True)
+            if self.stale_policy == "fail-open" and status is not None and status.status == "active":
+                # Last seen active: served on the last known credits, with this gateway's own
+                # pending spend still counted against them (the overspend bound of fail-open).
+                return replace(self.decide_status(key, status, estimate, age, now_s), stale=True)
+            return Decision(False, "quota_unavailable", key, status, age, stale=True)
         if status is None:
             return Decision(False, "status_miss", key, None, age)
         return self.decide_status(key, status, estimate, age, now_s)

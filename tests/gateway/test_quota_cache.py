@@ -74,6 +74,9 @@ def test_stale_cache_fails_closed_by_default_and_open_only_for_accounts_last_see
     assert (opened.allowed, opened.stale) == (True, True)
     assert not cache("fail-open", acct_a=status("exhausted", "0")).decide("h-a", Decimal(1), stale_ms, 0.0).allowed
     assert not cache("fail-open").decide("h-a", Decimal(1), stale_ms, 0.0).allowed  # never seen: refused
+    low = cache("fail-open", acct_a=status(remaining="100"))
+    low.spend.reserve("acct-a", "r1", Decimal(90))
+    assert low.decide("h-a", Decimal(20), stale_ms, 0.0).reason == "in_flight_exceeds_remaining"
     never = cache(acct_a=status())
     never.caught_up_at_ms = None
     assert never.decide("h-a", Decimal(1), NOW_MS, 0.0).reason == "quota_unavailable"
