@@ -12,7 +12,9 @@ Sections (each repeated `rounds` times where it measures a rate; medians reporte
    half the pipeline rate, on busy accounts brought to a steady-state record size first).
 4. lookup: concurrent clients against two workers, keys owned locally and routed.
 5. replay: `tokenplan replay` of a file and of the ledger-log in Kafka.
-6. soak (not in the default sections: 10+ minutes): many max-plan accounts, a steady
+6. gateway (bench/gateway.py): the quota cache's decision in process, the gateway's
+   added latency over upstream-sim, and exhaust -> the gateway's 429 as a client sees it.
+7. soak (not in the default sections: 10+ minutes): many max-plan accounts, a steady
    background load, the worker's RSS sampled from start to end, and whether it kept up.
 Figures only: nothing here asserts a time.
 """
@@ -55,8 +57,8 @@ class BenchConfig:
     exhaustions: int = 100
     load_rate: int = 5_000
     #: Which sections to run (`--sections`); the Markdown report needs pipeline, live
-    #: and replay (soak is optional: its rows appear when it ran).
-    sections: tuple[str, ...] = ("pipeline", "live", "replay")
+    #: and replay (gateway and soak are optional: their rows appear when they ran).
+    sections: tuple[str, ...] = ("pipeline", "live", "replay", "gateway")
     lookup_seconds: float = 10.0
     lookup_concurrency: int = 16
     replay_events: int = 1_000_000
@@ -75,6 +77,16 @@ class BenchConfig:
     soak_accounts: int = 20_000
     soak_sample_seconds: float = 30.0
     soak_rate: int | None = None
+    #: Gateway section (bench/gateway.py): requests in flight and requests per target
+    #: (direct to upstream-sim, through the gateway), exhaustions and how many run at a
+    #: time, upstream-sim's latency, and the in-process cache decision's sizes.
+    gateway_concurrency: int = 100
+    gateway_requests: int = 2_000
+    gateway_exhaustions: int = 100
+    gateway_parallel: int = 5
+    gateway_latency_ms: int = 20
+    gateway_cache_keys: int = 100_000
+    gateway_decisions: int = 100_000
     work_dir: Path = Path(tempfile.gettempdir()) / "tokenplan-bench"
 
 
@@ -764,6 +776,13 @@ async def run_all(config: BenchConfig, log) -> dict:
         log(f"replay from file: {report['replay_file']['events_per_s']:,.0f} events/s")
         report["replay_kafka"] = await replay_kafka(config, report["replay_file"].pop("path"))
         log(f"replay from Kafka: {report['replay_kafka']['events_per_s']:,.0f} events/s")
+    if "gateway" in config.sections:
+        from bench.gateway import GatewayBenchSizes, gateway_section
+
+        sizes = GatewayBenchSizes(config.gateway_concurrency, config.gateway_requests, config.gateway_exhaustions,
+                                  config.gateway_parallel, config.gateway_latency_ms, config.gateway_cache_keys,
+                                  config.gateway_decisions)
+        report["gateway"] = await gateway_section(config.bootstrap, config.work_dir, sizes, log)
     if "soak" in config.sections:
         report["soak"] = await soak(config, log, config.soak_rate or soak_rate)
     report["finished_at"] = stamp(datetime.now(timezone.utc))

@@ -25,7 +25,7 @@ Apache Kafka {m["kafka"]} (deploy/local-kafka, on the same machine as everything
 | lookup throughput ({lookup["concurrency"]} concurrent clients) | {lookup["requests_per_s"]:,.0f} requests/s | |
 {_light_row(report.get("lookup_light"))}| replay from a file ({rf["events"]:,} events) | {rf["events_per_s"]:,.0f} events/s | >= 60,000 events/s |
 {_parallel_rows(rf)}| replay from Kafka ({rk["events"]:,} events) | {rk["events_per_s"]:,.0f} events/s | |
-{_soak_rows(report.get("soak"))}"""
+{_gateway_rows(report.get("gateway"))}{_soak_rows(report.get("soak"))}"""
 
 
 def _parallel_rows(replay_file: dict) -> str:
@@ -69,6 +69,38 @@ def _light_row(light: dict | None) -> str:
     return (f"| lookup with {light['concurrency']} concurrent clients: owned keys / routed keys | "
             f"p50 {light['local']['p50_ms']} ms, p99 {light['local']['p99_ms']} ms / p50 {light['routed']['p50_ms']} ms, "
             f"p99 {light['routed']['p99_ms']} ms; {light['requests_per_s']:,.0f} requests/s | p99 <= 10 ms (owned) |\n")
+
+
+def _gateway_rows(gateway: dict | None) -> str:
+    """The gateway section (bench/gateway.py): decision, overhead, stop-service through the gateway."""
+    if gateway is None:
+        return ""
+    d, o, s = gateway["decision"], gateway["overhead"], gateway["stop"]
+    direct, through = o["direct"], o["gateway"]
+    rows = (f"| gateway: `QuotaCache.decide` in process ({d['keys']:,} keys, {d['statuses']:,} statuses, "
+            f"{d['decisions']:,} decisions) | p50 {d['p50_us']} µs, **p99 {d['p99_us']} µs**, max {d['max_us']} µs "
+            f"| p99 <= {d['target_p99_us']:g} µs |\n")
+    live = gateway.get("live_decision")
+    if live and live.get("count"):
+        rows += (f"| gateway: live decision histogram (`tokenplan_gateway_decision_seconds`, {live['count']:,} "
+                 f"decisions of the overhead run) | mean {live['mean_us']} µs, p50 <= {live['p50_le_us']} µs, "
+                 f"p99 <= {live['p99_le_us']} µs (bucket bounds) | |\n")
+    rows += (f"| gateway overhead: {o['request']}, {o['concurrency']} concurrent, upstream-sim "
+             f"`--latency-ms {o['upstream_latency_ms']}`, {o['requests_per_target']:,} requests each way | "
+             f"direct p50 {_ms(direct['p50_ms'])}, p99 {_ms(direct['p99_ms'])} ({direct['requests_per_s']:,.0f} req/s); "
+             f"through the gateway p50 {_ms(through['p50_ms'])}, p99 {_ms(through['p99_ms'])} "
+             f"({through['requests_per_s']:,.0f} req/s); **added p50 {_ms(o['added_p50_ms'])}, "
+             f"p99 {_ms(o['added_p99_ms'])}** | |\n")
+    first, exhausted = s["first_refusal"], s["exhausted_refusal"]
+    reasons = ", ".join(f"{reason} {count}" for reason, count in sorted(s["first_refusal_reasons"].items()))
+    rows += (f"| gateway stop-service: exhausting reply -> first 429 of the account's next request "
+             f"({s['exhaustions']} exhaustions, {s['parallel']} at a time, polled every {s['poll_interval_ms']:g} ms; "
+             f"first refusal reasons: {reasons or 'none'}) | p50 {_ms(first['p50_ms'])}, p99 {_ms(first['p99_ms'])}, "
+             f"max {_ms(first['max_ms'])} over {first['count']} | |\n"
+             f"| same: exhausting reply -> first 429 `exhausted` (the worker's status in the gateway's cache) | "
+             f"p50 {_ms(exhausted['p50_ms'])}, p99 {_ms(exhausted['p99_ms'])}, max {_ms(exhausted['max_ms'])} over "
+             f"{exhausted['count']} ({s['timeouts']} timeouts of 10 s) | |\n")
+    return rows
 
 
 def _soak_rows(soak: dict | None) -> str:

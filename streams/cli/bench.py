@@ -9,17 +9,20 @@ from pathlib import Path
 
 import orjson
 
-HELP = "benchmark: raw-client baseline, pipeline, stop-service latency, lookups, replay, soak (writes a report)"
+HELP = "benchmark: raw-client baseline, pipeline, stop-service latency, lookups, replay, gateway, soak (writes a report)"
 DESCRIPTION = """\
 Runs the sections of bench/pipeline.py against the broker at
 KAFKA_BOOTSTRAP_SERVERS (started with deploy/local-kafka when none answers, and stopped
 afterwards), in fresh topic namespaces, and writes the figures as JSON (--out) and as
-Markdown (--markdown). The soak section (RSS over --soak-seconds, 10 minutes by default)
+Markdown (--markdown). The gateway section (bench/gateway.py) times the quota cache's
+decision in process, then runs a worker, upstream-sim and the gateway: the gateway's
+added latency at --gateway-concurrency requests in flight, and exhaust -> 429 as a client
+sees it. The soak section (RSS over --soak-seconds, 10 minutes by default)
 runs only when named in --sections. --smoke runs tiny sizes of every section, soak
 included, to keep the code from rotting (make test does); its figures mean nothing.
 Not a test: nothing asserts a time."""
-SECTIONS = ("pipeline", "live", "replay", "soak")
-#: The sections the Markdown report needs (soak rows are added when it ran).
+SECTIONS = ("pipeline", "live", "replay", "gateway", "soak")
+#: The sections the Markdown report needs (gateway and soak rows are added when they ran).
 MARKDOWN_SECTIONS = {"pipeline", "live", "replay"}
 
 
@@ -34,8 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--replay-events", type=int, help="events replayed from file and Kafka (default 1000000)")
     parser.add_argument("--sections", default=None,
                         help="comma-separated sections after the baseline: pipeline (with changelog bytes), live "
-                             "(stop-service and lookups), replay, soak (default pipeline,live,replay; with --smoke "
-                             "all four; the Markdown report needs pipeline, live and replay)")
+                             "(stop-service and lookups), replay, gateway (overhead, stop-service through it, cache "
+                             "decision), soak (default pipeline,live,replay,gateway; with --smoke all five; the Markdown "
+                             "report needs pipeline, live and replay)")
     parser.add_argument("--soak-seconds", type=float, help="soak: duration of the background load (default 600)")
     parser.add_argument("--soak-accounts", type=int, help="soak: accounts that buy a max plan first (default 20000)")
     parser.add_argument("--soak-rate", type=int,
@@ -45,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="stop-service at half the pipeline rate: accounts the load goes to (default 100)")
     parser.add_argument("--steady-events", type=int, dest="steady_events_per_account",
                         help="usage events sent to each busy account before that measurement (default 300)")
+    parser.add_argument("--gateway-concurrency", type=int,
+                        help="gateway: requests in flight for the overhead measure (default 100)")
+    parser.add_argument("--gateway-requests", type=int,
+                        help="gateway: requests sent direct to upstream-sim and as many through the gateway (default 2000)")
+    parser.add_argument("--gateway-exhaustions", type=int,
+                        help="gateway: accounts exhausted through the gateway, each timed to its 429 (default 100)")
     parser.add_argument("--changelog-method", choices=("auto", "consume"),
                         help="changelog bytes: the broker's partition sizes, falling back to consuming the records "
                              "(auto, default), or always consume")
@@ -62,12 +72,15 @@ def config_from(args: argparse.Namespace, bootstrap: str):
         config = BenchConfig(bootstrap, events=300, accounts=20, rounds=1, exhaustions=3, load_rate=200,
                              lookup_seconds=1.0, lookup_concurrency=4, replay_events=500, busy_accounts=5,
                              steady_events_per_account=20, steady_wait_seconds=60.0, soak_seconds=5.0,
-                             soak_accounts=50, soak_sample_seconds=2.0)
+                             soak_accounts=50, soak_sample_seconds=2.0, gateway_concurrency=8, gateway_requests=80,
+                             gateway_exhaustions=4, gateway_parallel=2, gateway_cache_keys=2_000,
+                             gateway_decisions=2_000)
     for name in ("events", "rounds", "exhaustions", "load_rate", "replay_events", "soak_seconds", "soak_accounts",
-                 "soak_rate", "busy_accounts", "steady_events_per_account", "changelog_method"):
+                 "soak_rate", "busy_accounts", "steady_events_per_account", "changelog_method",
+                 "gateway_concurrency", "gateway_requests", "gateway_exhaustions"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
-    default_sections = ",".join(SECTIONS) if args.smoke else "pipeline,live,replay"
+    default_sections = ",".join(SECTIONS) if args.smoke else "pipeline,live,replay,gateway"
     sections = tuple(name.strip() for name in (args.sections or default_sections).split(",") if name.strip())
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -94,5 +107,5 @@ def run(args: argparse.Namespace) -> int:
     elif markdown:
         Path(markdown).write_text(render_markdown(report))
     print(orjson.dumps({k: report[k] for k in ("baseline", "pipeline", "stop_service", "lookup", "lookup_light", "replay_file",
-                                               "replay_kafka", "soak") if k in report}).decode())
+                                               "replay_kafka", "gateway", "soak") if k in report}).decode())
     return 0
