@@ -18,7 +18,8 @@ def test_status_records_and_lookup_bodies_follow_the_contract():
     for hour in (1, 2, 3):
         emitted += log.feed(ev.usage("a", DAY + timedelta(hours=hour), model="mimo-v2.5-pro", miss=10_000_000))
     bodies = [orjson.loads(e.value) for e in emitted if e.topic == topics.QUOTA_STATUS]
-    assert [b["status"] for b in bodies] == ["active", "exhausted"]
+    # purchase, the first usage (credit steps crossed), the exhausting usage
+    assert [b["status"] for b in bodies] == ["active", "active", "exhausted"]
     for body in bodies:
         model = QuotaStatus.model_validate(body)  # extra="forbid": no field outside the contract
         dumped = model.model_dump(mode="json")
