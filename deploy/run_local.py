@@ -1,10 +1,15 @@
 #!/usr/bin/env python3
-"""`make run`: local broker + worker + traffic simulator, until Ctrl-C.
+"""`make run`: local broker + worker + upstream-sim + gateway + SDK traffic, until Ctrl-C.
 
 Starts deploy/local-kafka unless a broker already answers, then `tokenplan worker`
-(HTTP on TOKENPLAN_WEB_PORT, default 6066), then `tokenplan simulate`. Ctrl-C (or SIGTERM) stops the children in reverse order; a broker we
-started is stopped and its data removed, together with the worker's state directory,
-so the next `make run` starts clean.
+(HTTP on TOKENPLAN_WEB_PORT, default 6066), `tokenplan upstream-sim` (TOKENPLAN_UPSTREAM_PORT,
+default 9000), `tokenplan gateway` (TOKENPLAN_GATEWAY_PORT, default 8080), then
+`tokenplan gateway-traffic --exhaust`: the usage in the ledger comes from real SDK
+requests through the gateway. TOKENPLAN_RUN_SIMULATE=1 also starts the old direct-to-Kafka
+`tokenplan simulate`. Ctrl-C (or SIGTERM) stops the children in reverse order; a broker
+we started is stopped and its data removed, together with the run's data directory
+(worker state, the gateway's key secret and spool, the logs), so the next `make run`
+starts clean.
 """
 from __future__ import annotations
 
@@ -22,6 +27,10 @@ VENV_BIN = REPO / ".venv" / "bin"
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
 WEB_PORT = int(os.environ.get("TOKENPLAN_WEB_PORT", "6066"))
 DATA_DIR = Path(os.environ.get("TOKENPLAN_DATA_DIR", REPO / ".data" / "run"))
+UPSTREAM_PORT = int(os.environ.get("TOKENPLAN_UPSTREAM_PORT", "9000"))
+GATEWAY_PORT = int(os.environ.get("TOKENPLAN_GATEWAY_PORT", "8080"))
+#: "1": the old simulator (usage written to Kafka directly) runs beside the SDK traffic.
+DIRECT_SIMULATOR = os.environ.get("TOKENPLAN_RUN_SIMULATE", "") == "1"
 WORKER_READY_TIMEOUT_S = 90.0
 
 
@@ -48,7 +57,12 @@ def _terminate(_signum: int, _frame: object) -> None:
 def main() -> int:
     from deploy.localrun import local_broker
 
-    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, TOKENPLAN_DATA_DIR=str(DATA_DIR))
+    # The gateway's secret and spool live in the run's data dir: removed with it, so a
+    # fresh run's keys topic and secret always match (and no old spool is replayed).
+    env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, TOKENPLAN_DATA_DIR=str(DATA_DIR),
+               TOKENPLAN_KEY_SECRET_FILE=str(DATA_DIR / "key-secret"),
+               TOKENPLAN_GATEWAY_SPOOL_DIR=str(DATA_DIR / "gateway-spool"),
+               TOKENPLAN_WORKER_URL=f"http://127.0.0.1:{WEB_PORT}")
     signal.signal(signal.SIGTERM, _terminate)
     try:
         with local_broker(BOOTSTRAP) as started_broker:
@@ -64,33 +78,71 @@ def main() -> int:
 
 
 def run_children(env: dict[str, str], started_broker: bool) -> int:
-    """Start the worker, then the simulator; wait until one exits or Ctrl-C; stop both."""
+    """Start worker, upstream-sim, gateway, then the traffic; wait until one exits or Ctrl-C; stop all."""
     children: list[subprocess.Popen] = []
     try:
         DATA_DIR.mkdir(parents=True, exist_ok=True)
+        print(f"make run: starting the worker (http://127.0.0.1:{WEB_PORT}), upstream-sim "
+              f"(http://127.0.0.1:{UPSTREAM_PORT}) and the gateway (http://127.0.0.1:{GATEWAY_PORT})", flush=True)
         worker = subprocess.Popen([str(VENV_BIN / "tokenplan"), "worker"], env=env)
         children.append(worker)
         wait_healthy(worker)
-        children.append(subprocess.Popen([str(VENV_BIN / "tokenplan"), "simulate"], env=env))
-        print(
-            f"\nRunning:\n  Kafka       {BOOTSTRAP}{' (started by make run)' if started_broker else ' (already running)'}\n"
-            f"  worker      http://127.0.0.1:{WEB_PORT}/health   state in {DATA_DIR}\n"
-            "  simulator   tokenplan simulate\n"
-            "Ctrl-C stops all of it.\n",
-            flush=True,
-        )
+        for service in start_services(env):
+            children.append(service.process)
+            try:
+                service.wait_ready()
+            except (RuntimeError, TimeoutError) as error:  # a port in use, a crash: say which
+                raise SystemExit(f"make run: {error}") from None
+        print(banner(started_broker), flush=True)
+        children.append(subprocess.Popen([str(VENV_BIN / "tokenplan"), "gateway-traffic", "--exhaust"], env=env))
+        if DIRECT_SIMULATOR:
+            children.append(subprocess.Popen([str(VENV_BIN / "tokenplan"), "simulate"], env=env))
         while all(child.poll() is None for child in children):
             time.sleep(0.5)
         return 1
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
-            try:
-                child.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_all(children)
+
+
+def start_services(env: dict[str, str]) -> list:
+    """upstream-sim and the gateway (sgp), logging to files in the run's data dir.
+
+    Started together, waited on by the caller: the gateway's cache start-up overlaps
+    the simulator's. Logs go to files so the terminal shows the traffic's live lines.
+    """
+    from deploy.localrun import ServiceProcess
+
+    upstream = ServiceProcess(["upstream-sim"], DATA_DIR, port=UPSTREAM_PORT, env=env, health_path="/v1/models")
+    gateway = ServiceProcess(["gateway", "--cluster", "sgp", "--upstream", f"http://127.0.0.1:{UPSTREAM_PORT}"],
+                             DATA_DIR, port=GATEWAY_PORT, env=env)
+    return [upstream.start(), gateway.start()]
+
+
+def banner(started_broker: bool) -> str:
+    """What runs where, printed once everything answers (before the traffic's lines)."""
+    broker = " (started by make run)" if started_broker else " (already running)"
+    simulate = "\n  simulate    tokenplan simulate (usage straight to Kafka)" if DIRECT_SIMULATOR else ""
+    return (f"\nRunning:\n  Kafka       {BOOTSTRAP}{broker}\n"
+            f"  worker      http://127.0.0.1:{WEB_PORT}/health   state in {DATA_DIR}\n"
+            f"  upstream    http://127.0.0.1:{UPSTREAM_PORT}/v1/models   log {DATA_DIR}/upstream-sim-{UPSTREAM_PORT}.log\n"
+            f"  gateway     http://127.0.0.1:{GATEWAY_PORT}/health   OpenAI base_url http://127.0.0.1:{GATEWAY_PORT}/v1, "
+            f"Anthropic base_url http://127.0.0.1:{GATEWAY_PORT}/anthropic\n"
+            f"              log {DATA_DIR}/gateway-{GATEWAY_PORT}.log; a key: tokenplan keys issue --account ME\n"
+            f"  traffic     tokenplan gateway-traffic --exhaust (real SDKs through the gateway){simulate}\n"
+            f"  a quota     curl -s http://127.0.0.1:{WEB_PORT}/accounts/ACCOUNT/quota\n"
+            "Ctrl-C stops all of it.\n")
+
+
+def stop_all(children: list[subprocess.Popen]) -> None:
+    """SIGTERM in reverse start order (traffic first, worker last), then wait; kill stragglers."""
+    for child in reversed(children):
+        if child.poll() is None:
+            child.send_signal(signal.SIGTERM)
+    for child in reversed(children):
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
 
 
 if __name__ == "__main__":
