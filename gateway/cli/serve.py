@@ -7,6 +7,8 @@ import logging
 import signal
 import sys
 
+import uvloop
+
 from gateway.config import GatewaySettings, defaults_text
 from gateway.proxy.serve import running
 
@@ -42,7 +44,10 @@ def run(args: argparse.Namespace) -> int:
     settings = GatewaySettings.from_env(cluster=args.cluster, upstream_url=args.upstream, host=args.host,
                                         port=args.port, worker_url=args.worker, stale_policy=args.stale_policy)
     try:
-        asyncio.run(serve(settings))
+        if settings.event_loop == "uvloop":
+            uvloop.run(serve(settings))
+        else:
+            asyncio.run(serve(settings))
     except SystemExit as error:
         if isinstance(error.code, str):
             print(f"tokenplan gateway: {error.code}", file=sys.stderr)

@@ -30,12 +30,11 @@ class Spool:
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / FILE_NAME
         self.bytes_max = bytes_max
+        self._size = self.path.stat().st_size if self.path.exists() else 0  # one writer: this process
 
     def size(self) -> int:
-        try:
-            return self.path.stat().st_size
-        except FileNotFoundError:
-            return 0
+        """Bytes in the spool (kept in memory: asked on every request)."""
+        return self._size
 
     def full(self) -> bool:
         return self.size() >= self.bytes_max
@@ -49,6 +48,7 @@ class Spool:
             handle.write(line + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
+        self._size += len(line) + 1
 
     def records(self, size: int) -> list[tuple[str, bytes, bytes]]:
         """The records in the first `size` bytes, oldest first (a torn line from a crash is skipped)."""
@@ -71,3 +71,4 @@ class Spool:
         tmp = self.path.with_suffix(".tmp")
         tmp.write_bytes(data[expected_size:])
         os.replace(tmp, self.path)
+        self._size = len(data) - expected_size
