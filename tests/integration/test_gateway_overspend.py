@@ -18,7 +18,7 @@ import pytest
 
 from deploy.localrun import gateway_process, upstream_sim
 from schemas.topics import PLANS, USAGE
-from tests.integration.test_gateway_e2e import issue
+from tests.integration.test_gateway_e2e import close_clients, issue, until_key_known  # noqa: F401
 from tests.support.events import purchase, usage
 from tests.support.kafka_io import produce, wait_lookup
 
@@ -52,7 +52,7 @@ async def test_concurrent_requests_overspend_by_at_most_one_request(kafka_bootst
                                                           output=1_952_000)])
     before = await wait_lookup(worker, account, lambda b: b["credits_remaining"] == "800000")
     key, _ = issue(kafka_bootstrap, ns, data_dir, account)
-    await asyncio.sleep(1.5)  # the gateway's cache follows the keys topic
+    await until_key_known(gateway, key)
 
     client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
     outcomes: list[str] = []
