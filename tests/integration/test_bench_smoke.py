@@ -44,5 +44,11 @@ def test_bench_smoke_reports_every_section(kafka_bootstrap, tmp_path):
     for key in ("rss_start_mib", "rss_end_mib", "rss_max_mib", "rss_end_to_start", "rss_within_tolerance",
                 "applied_events_per_s", "kept_up"):
         assert key in soak
+    # The gateway section: the cache decision in process, the overhead, stop-service through the gateway.
+    gateway = report["gateway"]
+    assert gateway["decision"]["decisions"] > 0 and gateway["decision"]["p99_us"] > 0
+    assert gateway["overhead"]["direct"]["count"] > 0 and gateway["overhead"]["gateway"]["count"] > 0
+    assert gateway["stop"]["exhausted_refusal"]["count"] + gateway["stop"]["timeouts"] >= 1
+    assert gateway["stop"]["served_polls"] == 0, "no request is served after the gateway refused the account"
     text = markdown.read_text()
     assert "| pipeline: worker" in text and "| changelog bytes" in text and "| soak:" in text
