@@ -15,6 +15,7 @@ from schemas.events import EVENT_ADAPTER, EVENT_MODELS
 from schemas.outputs import BalanceChanged, QuotaExhausted, QuotaRestored
 from schemas.gateway import UnmeteredRequest
 from schemas.keys import KeyRecord
+from schemas.policy import KeyReinstated, KeyStatusRecord, PolicyFact, PolicyViolation
 from schemas.status import QuotaStatus
 
 JSON_DIR = Path(__file__).parent / "json"
@@ -30,6 +31,9 @@ def schema_documents() -> dict[str, dict]:
         documents[f"{name}.schema.json"] = TypeAdapter(model).json_schema(mode="serialization")
     documents["quota.status.schema.json"] = TypeAdapter(QuotaStatus).json_schema(mode="serialization")
     documents["key.schema.json"] = TypeAdapter(KeyRecord).json_schema(mode="serialization")
+    for name, model in (("policy.violation", PolicyViolation), ("key.reinstated", KeyReinstated),
+                        ("policy.fact", PolicyFact), ("key.status", KeyStatusRecord)):
+        documents[f"{name}.schema.json"] = TypeAdapter(model).json_schema(mode="serialization")
     documents["request.unmetered.schema.json"] = TypeAdapter(UnmeteredRequest).json_schema(mode="serialization")
     return documents
 

@@ -25,12 +25,20 @@ QUOTA_STATUS = "quota-status"
 REJECTED = "rejected"
 #: Compacted: key = key_id, value = the key's state (schemas.keys.KeyRecord), no secrets.
 KEYS = "keys"
+#: Usage-policy inputs, keyed by account_id: policy.violation (gateways), key.reinstated (admin).
+POLICY = "policy"
+#: policy.warning, key.suspended, key.reinstated facts (history; schemas.policy.PolicyFact).
+POLICY_FACTS = "policy-facts"
+#: Compacted: key = key_id, value = the key's policy state (schemas.policy.KeyStatusRecord).
+KEY_STATUS = "key-status"
 #: Gateway requests whose usage could not be metered (no usage, inconsistent usage):
 #: recorded for audit with a named reason (schemas.gateway.UnmeteredRequest), never charged as zero.
 UNMETERED = "unmetered"
 
 ALL_INPUTS: tuple[str, ...] = (USAGE, PLANS)
 ALL_OUTPUTS: tuple[str, ...] = (BALANCE_CHANGED, QUOTA_EXHAUSTED, QUOTA_STATUS, REJECTED)
+#: The usage policy's outputs (its input is POLICY, outside the ledger-log: no billing effect).
+POLICY_OUTPUTS: tuple[str, ...] = (POLICY_FACTS, KEY_STATUS)
 
 #: Broker configs per topic (beyond partitions): the log is kept forever (it is the
 #: history a replay proves balances from); the status topic is compacted.
@@ -40,6 +48,9 @@ TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     QUOTA_STATUS: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
     KEYS: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
     UNMETERED: {"retention.ms": "-1", "retention.bytes": "-1"},
+    POLICY: {"retention.ms": "-1", "retention.bytes": "-1"},
+    POLICY_FACTS: {"retention.ms": "-1", "retention.bytes": "-1"},
+    KEY_STATUS: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
 }
 
 #: Kafka headers the sequencer puts on ledger-log records.

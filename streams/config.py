@@ -11,6 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from streams.ledger.limits import Limits
+from streams.ledger.usage_policy import PolicyLimits
 
 
 def _env_int(environ: dict[str, str], name: str, default: int) -> int:
@@ -57,6 +58,25 @@ def limits_from_env(environ: dict[str, str] | None = None) -> Limits:
         return Limits(**overrides)
     except ValueError as error:
         raise SystemExit(f"invalid limit: {error}") from error
+
+
+#: Environment variable -> PolicyLimits field (streams.ledger.usage_policy; defaults there).
+POLICY_VARIABLES: dict[str, str] = {
+    "TOKENPLAN_POLICY_WARN_AFTER": "warn_after",
+    "TOKENPLAN_POLICY_SUSPEND_AFTER": "suspend_after",
+    "TOKENPLAN_POLICY_WINDOW_S": "window_s",
+    "TOKENPLAN_POLICY_GRACE_S": "grace_s",
+}
+
+
+def policy_limits_from_env(environ: dict[str, str] | None = None) -> PolicyLimits:
+    """The usage policy's thresholds: documented defaults, overridden by TOKENPLAN_POLICY_*."""
+    env = dict(os.environ if environ is None else environ)
+    overrides = {field: _env_int(env, name, 0) for name, field in POLICY_VARIABLES.items() if env.get(name)}
+    try:
+        return PolicyLimits(**overrides)
+    except ValueError as error:
+        raise SystemExit(f"invalid policy limit: {error}") from error
 
 
 def partitions_from_env(environ: dict[str, str] | None = None) -> int:
@@ -133,6 +153,8 @@ class Settings:
 
     #: The core's limits (streams.ledger.limits), with overrides from the environment.
     limits: Limits = field(default_factory=Limits)
+    #: The usage policy's thresholds (TOKENPLAN_POLICY_*).
+    policy: PolicyLimits = field(default_factory=PolicyLimits)
 
     def __post_init__(self) -> None:
         for name in ("partitions", "replication", "sequencer_batch_max", "ledger_record_events_max",
@@ -184,6 +206,7 @@ class Settings:
             sequencer=env.get("TOKENPLAN_SEQUENCER") or defaults.sequencer,
             event_loop=env.get("TOKENPLAN_EVENT_LOOP") or defaults.event_loop,
             limits=limits_from_env(env),
+            policy=policy_limits_from_env(env),
         )
 
     @property

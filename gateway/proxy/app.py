@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
@@ -23,6 +23,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from gateway.catalog import PlanModels
 from gateway.config import GatewaySettings
 from gateway.keys.secrets import hash_key, looks_like_key
+from gateway.policy.cadence import CadenceTracker
+from gateway.policy.classify import Classification, PolicyRules, classify
 from gateway.proxy.forward import Forwarded, forward
 from gateway.proxy.metrics import GatewayMetrics
 from gateway.proxy.publisher import Publisher
@@ -35,12 +37,16 @@ from gateway.quota.follower import CacheFollower
 from gateway.quota.lookup import WorkerLookup
 from schemas.events import Usage, format_instant
 from schemas.gateway import UnmeteredRequest
-from schemas.topics import UNMETERED, USAGE
+from schemas.policy import Classification as PolicyClassification
+from schemas.policy import PolicyViolation
+from schemas.topics import POLICY, UNMETERED, USAGE
 
 __all__ = ["Gateway", "EVENT_ID_HEADER"]
 
 logger = logging.getLogger(__name__)
 
+#: Request headers never passed to the classification rules.
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "cookie"})
 #: Response header naming the usage event of the request (its id, for support and tests).
 EVENT_ID_HEADER = "tokenplan-event-id"
 
@@ -56,6 +62,8 @@ class Gateway:
     follower: CacheFollower
     publisher: Publisher
     metrics: GatewayMetrics
+    rules: PolicyRules | None = None
+    cadence: CadenceTracker | None = None
     upstream: aiohttp.ClientSession | None = None
     lookup: WorkerLookup | None = None
 
@@ -99,7 +107,30 @@ class Gateway:
             return self._refuse(route, decision if isinstance(decision, str) else decision.reason, decision)
         if self.publisher.spool.full():
             return self._refuse(route, "usage_spool_full", decision)
-        return await self._serve(route, request, parsed, model, decision, estimate, arrived)
+        classification = self.classify(request, parsed, decision)
+        reply = await self._serve(route, request, parsed, model, decision, estimate, arrived)
+        if classification.kind == "non_coding":
+            await self._violation(route, parsed, decision, classification, arrived)
+        return reply
+
+    def classify(self, request: web.Request, parsed: ClientRequest, decision: Decision) -> Classification:
+        """The usage-policy class of an admitted request (credentials are not shown to the rules)."""
+        headers = {name.lower(): value for name, value in request.headers.items()
+                   if name.lower() not in CREDENTIAL_HEADERS}
+        cadence = self.cadence.observe(decision.key.key_id, time.monotonic())
+        classification = classify(headers, parsed.body, cadence, self.rules)
+        self.metrics.classifications.labels(classification.kind).inc()
+        return classification
+
+    async def _violation(self, route: Route, parsed: ClientRequest, decision: Decision,
+                         classification: Classification, arrived: datetime) -> None:
+        """A non-coding request: one policy.violation for the worker's policy fold."""
+        violation = PolicyViolation(
+            type="policy.violation", event_id=f"{parsed.event_id}:violation", occurred_at=arrived,
+            account_id=decision.key.account_id, key_id=decision.key.key_id, request_event_id=parsed.event_id,
+            classification=PolicyClassification(**asdict(classification)), cluster=self.settings.cluster,
+            protocol=route.protocol, client=parsed.client)
+        await self._publish(POLICY, decision.key.account_id, violation.model_dump_json().encode())
 
     async def _serve(self, route: Route, request: web.Request, parsed: ClientRequest, model: str,
                      decision: Decision, estimate: Decimal, arrived: datetime) -> web.StreamResponse:

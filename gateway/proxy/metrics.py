@@ -33,5 +33,7 @@ class GatewayMetrics:
         self.spool_bytes = Gauge("tokenplan_gateway_spool_bytes", "Bytes of records waiting for Kafka", registry=r)
         self.cache_age_seconds = Gauge("tokenplan_gateway_cache_age_seconds",
                                        "Since the cache last reached the end of its topics", registry=r)
+        self.classifications = Counter("tokenplan_gateway_classifications",
+                                       "Admitted requests by usage-policy class", ["kind"], registry=r)
         self.lookups = Counter("tokenplan_gateway_lookups", "Worker lookups on a cache miss, by outcome",
                                ["outcome"], registry=r)

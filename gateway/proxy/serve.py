@@ -13,6 +13,8 @@ from gateway.catalog import load_plan_models
 from gateway.config import GatewaySettings
 from gateway.kafka import ensure_topics
 from gateway.keys.secrets import load_key_secret
+from gateway.policy.cadence import CadenceTracker
+from gateway.policy.classify import load_policy_rules
 from gateway.proxy.app import Gateway
 from gateway.proxy.metrics import GatewayMetrics
 from gateway.proxy.publisher import Publisher
@@ -21,7 +23,7 @@ from gateway.quota.cache import QuotaCache
 from gateway.quota.follower import CacheFollower
 from gateway.quota.lookup import WorkerLookup
 from gateway.quota.spend import SpendBook
-from schemas.topics import KEYS, UNMETERED
+from schemas.topics import KEY_STATUS, KEYS, POLICY, UNMETERED
 
 __all__ = ["build", "running"]
 
@@ -38,14 +40,15 @@ def build(settings: GatewaySettings) -> Gateway:
                    plan=load_plan_models(datetime.now(timezone.utc)), cache=cache,
                    follower=CacheFollower(settings, cache),
                    publisher=Publisher(settings, Spool(settings.spool_dir, settings.spool_bytes_max)),
-                   metrics=GatewayMetrics())
+                   metrics=GatewayMetrics(), rules=load_policy_rules(datetime.now(timezone.utc)),
+                   cadence=CadenceTracker())
 
 
 @contextlib.asynccontextmanager
 async def running(settings: GatewaySettings):
     """Start topics, cache, publisher and HTTP; yield (gateway, url); stop in reverse order."""
     gateway = build(settings)
-    await ensure_topics(settings, [KEYS, UNMETERED])
+    await ensure_topics(settings, [KEYS, KEY_STATUS, POLICY, UNMETERED])
     await gateway.follower.start()
     tasks = [asyncio.create_task(gateway.follower.run(), name="quota-cache")]
     timeout = aiohttp.ClientTimeout(total=settings.upstream_timeout_s, sock_connect=10)

@@ -53,6 +53,8 @@ class QuotaCache:
         self.keys: dict[str, KeyEntry] = {}  # key hash -> entry
         self._hash_of: dict[str, str] = {}  # key_id -> key hash (a revocation replaces it)
         self.statuses: dict[str, StatusEntry] = {}
+        #: key_id -> the usage policy's suspension (tokenplan.key-status), beside the key's own state.
+        self.suspended: set[str] = set()
         self.spend = spend
         self.stale_after_ms = stale_after_ms
         self.stale_policy = stale_policy
@@ -66,6 +68,12 @@ class QuotaCache:
             self.keys.pop(old, None)
         self._hash_of[entry.key_id] = key_hash
         self.keys[key_hash] = entry
+
+    def put_key_status(self, key_id: str, status: str) -> None:
+        if status == "suspended":
+            self.suspended.add(key_id)
+        else:
+            self.suspended.discard(key_id)
 
     def put_status(self, account_id: str, entry: StatusEntry, usage_topic: str) -> None:
         self.statuses[account_id] = entry
@@ -84,6 +92,8 @@ class QuotaCache:
             return Decision(False, "unknown_key", None, None, age)
         if key.status != "active":
             return Decision(False, "revoked_key" if key.status == "revoked" else "suspended_key", key, None, age)
+        if key.key_id in self.suspended:
+            return Decision(False, "suspended_key", key, None, age)
         status = self.statuses.get(key.account_id)
         if age is None or age > self.stale_after_ms:
             if self.stale_policy == "fail-open" and status is not None and status.status == "active":

@@ -1,4 +1,4 @@
-"""Follow `tokenplan.keys` and `tokenplan.quota-status` into the QuotaCache.
+"""Follow `tokenplan.keys`, `tokenplan.key-status` and `tokenplan.quota-status` into the QuotaCache.
 
 Both topics are read from the beginning at start-up (they are compacted: one record
 per key and per account survives), then followed. No consumer group: every gateway
@@ -12,6 +12,7 @@ import asyncio
 import logging
 import time
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway.config import GatewaySettings
@@ -19,7 +20,7 @@ from gateway.kafka import topic_partitions
 from gateway.keys.registry import decode_key_record
 from gateway.quota.cache import QuotaCache
 from gateway.quota.entries import KeyEntry, parse_status
-from schemas.topics import KEYS, QUOTA_STATUS, USAGE
+from schemas.topics import KEY_STATUS, KEYS, QUOTA_STATUS, USAGE
 
 __all__ = ["CacheFollower"]
 
@@ -46,8 +47,8 @@ class CacheFollower:
                                     fetch_max_wait_ms=FETCH_MAX_WAIT_MS, client_id="tokenplan-gateway-cache")
         await consumer.start()
         self._consumer = consumer
-        self._partitions = (await topic_partitions(consumer, self.settings.topic(KEYS))
-                            + await topic_partitions(consumer, self.settings.topic(QUOTA_STATUS)))
+        self._partitions = [tp for name in (KEYS, KEY_STATUS, QUOTA_STATUS)
+                            for tp in await topic_partitions(consumer, self.settings.topic(name))]
         consumer.assign(self._partitions)
         await consumer.seek_to_beginning(*self._partitions)
 
@@ -59,12 +60,25 @@ class CacheFollower:
         """Apply records until cancelled; errors of one record are logged and counted."""
         assert self._consumer is not None, "start() first"
         keys_topic, usage_topic = self.settings.topic(KEYS), self.settings.topic(USAGE)
+        key_status_topic = self.settings.topic(KEY_STATUS)
         while True:
             batches = await self._consumer.getmany(timeout_ms=FETCH_MAX_WAIT_MS * 2, max_records=10_000)
             for tp, records in batches.items():
                 for record in records:
-                    self._apply(tp.topic == keys_topic, record.key, record.value, usage_topic)
+                    if tp.topic == key_status_topic:
+                        self._apply_key_status(record.value)
+                    else:
+                        self._apply(tp.topic == keys_topic, record.key, record.value, usage_topic)
             await self._mark_caught_up()
+
+    def _apply_key_status(self, value: bytes | None) -> None:
+        self.records += 1
+        try:
+            body = orjson.loads(value) if value is not None else None
+            self.cache.put_key_status(body["key_id"], body["status"])
+        except (orjson.JSONDecodeError, KeyError, TypeError) as error:
+            self.invalid += 1
+            logger.warning("skipping an invalid key-status record: %s", error)
 
     def _apply(self, is_key: bool, key: bytes | None, value: bytes | None, usage_topic: str) -> None:
         self.records += 1

@@ -56,16 +56,21 @@ class Wiring:
     out_topics: dict[str, faust.TopicT]
     #: The ledger's keyed state, one changelog for all of it (streams.processing.state_store).
     accounts_table: faust.types.tables.TableT
+    #: Usage-policy inputs (violations, reinstatements) and the policy's state per key.
+    policy_topic: faust.TopicT
+    policy_table: faust.types.tables.TableT
 
     def topic_specs(self) -> list[TopicSpec]:
         """Every topic the worker reads or writes, for topic_admin.ensure_topics."""
         settings = self.settings
-        names = (*topics.ALL_INPUTS, topics.LEDGER_LOG, topics.CLOCK, *topics.ALL_OUTPUTS)
+        names = (*topics.ALL_INPUTS, topics.LEDGER_LOG, topics.CLOCK, *topics.ALL_OUTPUTS, topics.POLICY,
+                 *topics.POLICY_OUTPUTS)
         specs = [TopicSpec(settings.topic(name), settings.partitions, topics.TOPIC_CONFIGS.get(name, {}))
                  for name in names]
         # The changelog too, compacted as faust would make it: created before the group forms.
-        specs.append(TopicSpec(self.accounts_table.changelog_topic.get_topic_name(), settings.partitions,
-                               {"cleanup.policy": "compact"}))
+        for table in (self.accounts_table, self.policy_table):
+            specs.append(TopicSpec(table.changelog_topic.get_topic_name(), settings.partitions,
+                                   {"cleanup.policy": "compact"}))
         # faust's leader-election topic (one partition), so the first join finds it.
         specs.append(TopicSpec(f"{settings.app_id}-__assignor-__leader", 1))
         return specs
@@ -96,7 +101,10 @@ def wire(settings: Settings, catalog: Catalog) -> Wiring:
         plans_topic=declare(topics.PLANS), clock_topic=declare(topics.CLOCK),
         applier_inputs=app.topic(settings.topic(topics.LEDGER_LOG), settings.topic(topics.CLOCK),
                                  key_type=bytes, value_type=bytes),
-        out_topics={name: declare(name) for name in topics.ALL_OUTPUTS},
+        out_topics={name: declare(name) for name in (*topics.ALL_OUTPUTS, *topics.POLICY_OUTPUTS)},
         accounts_table=app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes,
                                  options=rocksdb_options(settings)),
+        policy_topic=declare(topics.POLICY),
+        policy_table=app.Table("key-policy", partitions=settings.partitions, key_type=bytes, value_type=bytes,
+                               options=rocksdb_options(settings)),
     )

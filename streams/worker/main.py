@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from streams.config import Settings
 from streams.ledger import load_catalog
-from streams.worker import applier, clock, faust_fixes, web
+from streams.worker import applier, clock, faust_fixes, policy, web
 from streams.worker.app import Wiring, wire
 from streams.worker.runtime import WorkerRuntime
 from streams.worker.sequencer import Sequencer
@@ -36,6 +36,7 @@ def build(settings: Settings) -> Worker:
     runtime = WorkerRuntime(settings)
     built = Worker(wiring, runtime, applier.register(wiring, runtime))
     clock.register(wiring, runtime)
+    policy.register(wiring)
     web.register(wiring, runtime)
     if settings.sequencer == "inline":
         wiring.app.service(Sequencer(settings))

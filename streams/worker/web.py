@@ -1,4 +1,4 @@
-"""HTTP views of the worker: health, the gateway's account lookup, the admin refresh.
+"""HTTP views of the worker: health, the gateway's account lookup, the admin refresh and reinstatement.
 
 faust's web server answers before table recovery has finished, so every view that
 reads state says 503 while the worker is recovering or rebalancing. The decisions are
@@ -14,8 +14,10 @@ from typing import Any
 import orjson
 from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from pydantic import ValidationError
 
-from schemas.events import parse_instant
+from schemas.events import format_instant, parse_instant
+from schemas.policy import POLICY_INPUT_ADAPTER
 from streams.config import Settings
 from streams.ledger import Limits, Rejection, decode_event
 from streams.ledger.partitioning import key_partition
@@ -74,6 +76,29 @@ def refresh_event(raw: bytes, limits: Limits) -> tuple[dict | None, dict | None]
     decoded = decode_event(orjson.dumps(event), limits)
     if isinstance(decoded, Rejection):
         return None, {"error": "bad_request", "reason": decoded.reason.value, "detail": decoded.detail}
+    return event, None
+
+
+def reinstate_event(raw: bytes, now: datetime) -> tuple[dict | None, dict | None]:
+    """(the key.reinstated event to publish, None) or (None, the 400 body).
+
+    Body: {"key_id", "account_id", "reason"}; the reason is required: it is the record
+    of why an operator overrode the policy.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None, {"error": "bad_request", "reason": "body must be JSON"}
+    if not isinstance(body, dict):
+        return None, {"error": "bad_request", "reason": "body must be a JSON object"}
+    event = {"type": "key.reinstated", "occurred_at": format_instant(now), "key_id": body.get("key_id"),
+             "account_id": body.get("account_id"), "reason": body.get("reason"),
+             "event_id": f"reinstate-{body.get('key_id')}-{format_instant(now)}"}
+    try:
+        POLICY_INPUT_ADAPTER.validate_python(event)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'][1:]))}: {e['msg']}" for e in error.errors()[:3])
+        return None, {"error": "bad_request", "reason": "invalid_reinstatement", "detail": problems}
     return event, None
 
 
@@ -164,4 +189,19 @@ def register(wiring: Wiring, runtime: WorkerRuntime) -> None:
 
     app.page("/health")(Health)
     app.page("/accounts/{account_id}/quota")(AccountQuota)
+    class AdminReinstate(View):
+        """Publish a key.reinstated to tokenplan.policy (admin token required; the reason is kept)."""
+
+        async def post(self, request: Request) -> Response:
+            refusal = admin_refusal(settings.admin_token, request.headers.get("Authorization", ""))
+            if refusal is not None:
+                return json_response(self, refusal[1], status=refusal[0])
+            event, error = reinstate_event(await request.read(), datetime.now(timezone.utc))
+            if error is not None:
+                return json_response(self, error, status=400)
+            await wiring.policy_topic.send(key=event["account_id"].encode("utf-8"), value=orjson.dumps(event))
+            return json_response(self, {"published": event, "topic": wiring.policy_topic.get_topic_name()},
+                                 status=202)
+
     app.page("/admin/refresh")(AdminRefresh)
+    app.page("/admin/reinstate")(AdminReinstate)

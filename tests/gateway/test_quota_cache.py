@@ -123,3 +123,13 @@ def test_parse_status_reads_the_status_contract():
                                            "source": {"topic": "p.usage", "partition": 1, "offset": 7}}}
     entry = parse_status(orjson.dumps(body))
     assert (entry.remaining, entry.source, entry.allowed) == (Decimal("7.5"), ("p.usage", 1, 7), True)
+
+
+def test_a_policy_suspension_refuses_only_that_key():
+    quota = cache(acct_a=status())
+    quota.put_key("h-b", KeyEntry("key_b", "acct-a", "active"))
+    quota.put_key_status("key_a", "suspended")
+    assert quota.decide("h-a", Decimal(1), NOW_MS, 0.0).reason == "suspended_key"
+    assert quota.decide("h-b", Decimal(1), NOW_MS, 0.0).allowed, "the account's other keys keep working"
+    quota.put_key_status("key_a", "active")
+    assert quota.decide("h-a", Decimal(1), NOW_MS, 0.0).allowed

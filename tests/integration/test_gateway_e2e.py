@@ -50,9 +50,9 @@ def stack(kafka_bootstrap, ns, worker, tmp_path_factory):
     sim.stop()
 
 
-def keys_cli(kafka_bootstrap, ns, data_dir, *args: str) -> subprocess.CompletedProcess:
+def keys_cli(kafka_bootstrap, ns, data_dir, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "TOKENPLAN_TOPIC_PREFIX": ns.topic_prefix,
-           "TOKENPLAN_KEY_SECRET_FILE": str(data_dir / "key-secret"), "PATH": "/usr/bin:/bin"}
+           "TOKENPLAN_KEY_SECRET_FILE": str(data_dir / "key-secret"), "PATH": "/usr/bin:/bin", **(env or {})}
     return subprocess.run([sys.executable, "-m", "streams.cli", "keys", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=90)
 

@@ -29,7 +29,7 @@ SETTINGS = Settings.from_env({"TOKENPLAN_TOPIC_PREFIX": "glue.", "TOKENPLAN_APP_
 def test_build_wires_every_part_without_connecting():
     worker = build(SETTINGS)
     app = worker.wiring.app
-    assert list(app.agents) == ["apply_ledger_log"]
+    assert list(app.agents) == ["apply_ledger_log", "usage_policy"]
     assert {"/health", "/accounts/{account_id}/quota", "/admin/refresh"} <= set(app.web.views)
     names = {spec.name for spec in worker.wiring.topic_specs()}
     assert {"glue.usage", "glue.plans", "glue.ledger-log", "glue.quota-status", "glue-accounts-changelog"} <= names
@@ -100,3 +100,15 @@ def test_the_runtime_drops_revoked_partitions_but_keeps_their_unit_in_flight():
     runtime.revoke([3])
     assert runtime.known(3) is None and runtime.partition(3) is not first and 3 in runtime.in_flight
     assert runtime.records_per_partition == SETTINGS.record_cache_max // SETTINGS.partitions
+
+
+def test_a_reinstatement_needs_a_key_an_account_and_a_reason():
+    from datetime import datetime, timezone
+
+    from streams.worker.web import reinstate_event
+    now = datetime(2026, 12, 2, 12, 0, tzinfo=timezone.utc)
+    event, error = reinstate_event(b'{"key_id": "key_1", "account_id": "a", "reason": "appeal accepted"}', now)
+    assert error is None and event["type"] == "key.reinstated" and event["occurred_at"] == "2026-12-02T12:00:00Z"
+    _, error = reinstate_event(b'{"key_id": "key_1", "account_id": "a"}', now)
+    assert error["reason"] == "invalid_reinstatement" and "reason" in error["detail"]
+    assert reinstate_event(b"[]", now)[1]["reason"] == "body must be a JSON object"
