@@ -15,6 +15,8 @@ import orjson
 import pytest
 
 from deploy.localrun import WorkerProcess, gateway_process, upstream_sim
+from streams.audit.policy_replay import replay_policy
+from streams.config import policy_limits_from_env
 from schemas.topics import KEY_STATUS, POLICY, POLICY_FACTS
 from tests.integration.test_gateway_e2e import CLIENTS, buy, close_clients, issue, keys_cli, until_key_known  # noqa: F401
 from tests.support.kafka_io import consume_all
@@ -147,6 +149,13 @@ async def test_coding_tools_are_never_suspended_and_scripts_are_warned_then_susp
     assert [s["status"] for s in statuses] == ["suspended", "active"], \
         "the restarted worker knew the key was suspended (it published the change back to active)"
     assert (await facts_of(kafka_bootstrap, ns, script_key_id))[-1]["message"].endswith("appeal accepted")
+
+    # A replay of tokenplan.policy gives the same decisions as the live worker (across its restart).
+    log = [v for _k, v in await consume_all(kafka_bootstrap, ns.topic(POLICY), idle_s=0.5)]
+    replayed, states = replay_policy(log, policy_limits_from_env(POLICY_ENV))
+    live = [orjson.loads(v) for _k, v in await consume_all(kafka_bootstrap, ns.topic(POLICY_FACTS), idle_s=0.5)]
+    assert [f.model_dump(mode="json") for f in replayed] == live
+    assert not states[script_key_id].suspended and states[backend_key_id].suspended
 
 
 async def _served_again(gateway, key: str, timeout_s: float = 20.0) -> bool:
