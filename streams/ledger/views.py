@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from schemas.events import format_instant
 from streams.ledger.state import AccountState
 from streams.ledger.json_cache import instant_text
 from streams.ledger.packages import Package
@@ -61,8 +60,9 @@ def account_view(state: AccountState | None, as_of: datetime) -> dict:
         "credits_limit": credits_text(limit),
         "credits_used": credits_text(used),
         "credits_remaining": credits_text(max(limit - used, 0)),
-        "valid_from": format_instant(package.valid_from),
-        "valid_until": format_instant(package.valid_until),
+        # A package's instants repeat on every view of it (every lookup): memoized text.
+        "valid_from": instant_text(package.valid_from),
+        "valid_until": instant_text(package.valid_until),
     }
 
 

@@ -12,9 +12,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 import orjson
-from faust.exceptions import SameNode
 from faust.web import Request, Response, View
+from faust.web.exceptions import WebError
 from pydantic import ValidationError
+from yarl import URL
 
 from schemas.events import format_instant, parse_instant
 from schemas.policy import POLICY_INPUT_ADAPTER
@@ -102,10 +103,56 @@ def reinstate_event(raw: bytes, now: datetime) -> tuple[dict | None, dict | None
     return event, None
 
 
-def read_account(wiring: Wiring, runtime: WorkerRuntime, account_id: str) -> AccountRecord | None:
+class Owners:
+    """Which worker owns each partition of the accounts table, as faust's assignor says.
+
+    faust's `app.router.route_req` answers the same question per request by hashing the
+    key again (aiokafka's pure-Python murmur2), parsing the owner's URL and, for a key
+    this worker owns, raising SameNode: about a tenth of a lookup's CPU. The changelog
+    distribution it reads is replaced on every assignment, so the per-partition map is
+    rebuilt when that object changes and is otherwise one dict lookup.
+    """
+
+    def __init__(self, app, changelog_topic: str, own_url: str) -> None:
+        self._app, self._topic = app, changelog_topic
+        self._own = _url_ident(URL(own_url))
+        self._distribution: object = None
+        self._owners: dict[int, tuple[str, int] | None] = {}
+
+    def owner(self, partition: int) -> tuple[str, int] | None:
+        """(host, port) of the partition's owner; None when it is this worker.
+
+        Raises LookupError when the current assignment names no owner (mid-rebalance).
+        """
+        distribution = self._app.router.tables_metadata()
+        if distribution is not self._distribution:
+            self._owners = self._index(distribution)
+            self._distribution = distribution
+        try:
+            return self._owners[partition]
+        except KeyError:
+            raise LookupError(f"no owner for partition {partition}") from None
+
+    def _index(self, distribution: dict) -> dict[int, tuple[str, int] | None]:
+        owners: dict[int, tuple[str, int] | None] = {}
+        for url, topics in distribution.items():
+            ident = _url_ident(URL(url))
+            for partition in topics.get(self._topic, ()):
+                owners[partition] = None if ident == self._own else ident
+        return owners
+
+
+def _url_ident(url: URL) -> tuple[str, int]:
+    """(host, port) as faust's router compares them (a URL without scheme is host:port)."""
+    return (url.host if url.scheme else url.path) or "", int(url.port or 80)
+
+
+def read_account(wiring: Wiring, runtime: WorkerRuntime, account_id: str,
+                 partition: int | None = None) -> AccountRecord | None:
     """The account's record from its partition's cache, else from the local RocksDB."""
     settings = wiring.settings
-    partition = key_partition(account_id.encode("utf-8"), settings.partitions)
+    if partition is None:
+        partition = key_partition(account_id.encode("utf-8"), settings.partitions)
     key = account_key(account_id)
     partition_runtime = runtime.known(partition)
     record = None if partition_runtime is None else partition_runtime.records.get(key)
@@ -129,13 +176,40 @@ def lookup_body(record: AccountRecord | None, account_id: str, as_of: datetime, 
     return body
 
 
+class LeanView(View):
+    """A faust View whose dispatch calls the handler and nothing else.
+
+    faust's `View.dispatch` also calls the web sensors (faust's Monitor keeps per-request
+    timings and status counts nobody reads here) and builds a `typing` cast on every
+    request: about 5% of a lookup's CPU. WebError still becomes faust's error response.
+    """
+
+    async def dispatch(self, request: Any) -> Response:
+        try:
+            return await self.methods[request.method.lower()](request, **request.match_info)
+        except WebError as error:
+            return await self.on_request_error(request, error)
+
+
 def register(wiring: Wiring, runtime: WorkerRuntime) -> None:
     """Hang /health, /accounts/{id}/quota and /admin/refresh on the app."""
     app, settings = wiring.app, wiring.settings
+    owners = Owners(app, wiring.accounts_table.changelog_topic.get_topic_name(), settings.advertised_url)
 
     def json_response(view: View, body: dict[str, Any], status: int = 200) -> Response:
         """orjson-encoded JSON (faust's own encoder is slower and knows no Decimal)."""
         return view.bytes(orjson.dumps(body), content_type="application/json", status=status)
+
+    async def forward(view: View, owner: tuple[str, int], request: Request) -> Response:
+        """The owner's answer to the same request (faust's router's URL: host and port swapped),
+        passed through as bytes.
+
+        faust's router decodes the owner's body to text and encodes it again, and copies
+        every request header; a lookup needs neither (the owner makes the whole body).
+        """
+        host, port = owner
+        async with app.http_client.get(request.url.with_host(host).with_port(port)) as response:
+            return view.bytes(await response.read(), content_type=response.content_type, status=response.status)
 
     class Health(View):
         """200 with `running` once tables are recovered and no rebalance is under way; 503 otherwise."""
@@ -145,7 +219,7 @@ def register(wiring: Wiring, runtime: WorkerRuntime) -> None:
             body = {"status": state, "app_id": app.conf.id, "consumed": runtime.snapshot()}
             return json_response(self, body, status=200 if state == "running" else 503)
 
-    class AccountQuota(View):
+    class AccountQuota(LeanView):
         """The gateway lookup: the account view now (or at ?as_of=RFC3339), routed to its owner."""
 
         async def get(self, request: Request, account_id: str) -> Response:
@@ -157,14 +231,14 @@ def register(wiring: Wiring, runtime: WorkerRuntime) -> None:
                          else datetime.now(timezone.utc))
             except ValueError as error:
                 return json_response(self, {"error": "bad_request", "reason": f"as_of: {error}"}, status=400)
+            partition = key_partition(account_id.encode("utf-8"), settings.partitions)
             try:
-                return await app.router.route_req(wiring.accounts_table.name, account_id.encode("utf-8"),
-                                                  self.web, request)
-            except SameNode:
-                pass
+                owner = owners.owner(partition)
+                if owner is not None:
+                    return await forward(self, owner, request)
             except Exception as error:  # the owner is unknown or unreachable mid-rebalance
                 return json_response(self, unavailable_body(f"routing ({type(error).__name__})"), status=503)
-            record = read_account(wiring, runtime, account_id)
+            record = read_account(wiring, runtime, account_id, partition)
             return json_response(self, lookup_body(record, account_id, as_of, settings))
 
     class AdminRefresh(View):
