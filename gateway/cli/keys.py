@@ -111,12 +111,19 @@ async def issue_key(settings: GatewaySettings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def find_key(settings: GatewaySettings, key_id: str) -> KeyRecord | None:
+    """The key's latest record; None (said on stderr) when no key has that id."""
+    await ensure_topics(settings, [KEYS])
+    record = (await load_keys(settings)).get(key_id)
+    if record is None:
+        print(f"tokenplan keys: no key with key_id {key_id!r}", file=sys.stderr)
+    return record
+
+
 async def revoke_key(settings: GatewaySettings, args: argparse.Namespace) -> int:
     """Publish the key's revoked state; 1 when the key is unknown or already revoked."""
-    await ensure_topics(settings, [KEYS])
-    record = (await load_keys(settings)).get(args.key_id)
+    record = await find_key(settings, args.key_id)
     if record is None:
-        print(f"tokenplan keys: no key with key_id {args.key_id!r}", file=sys.stderr)
         return 1
     if record.status == "revoked":
         print(f"tokenplan keys: {args.key_id} is already revoked", file=sys.stderr)
@@ -151,10 +158,8 @@ async def show_key(settings: GatewaySettings, args: argparse.Namespace) -> int:
 
 async def reinstate_key(settings: GatewaySettings, args: argparse.Namespace) -> int:
     """POST the reinstatement to the worker's admin endpoint (the admin token decides)."""
-    await ensure_topics(settings, [KEYS])
-    record = (await load_keys(settings)).get(args.key_id)
+    record = await find_key(settings, args.key_id)
     if record is None:
-        print(f"tokenplan keys: no key with key_id {args.key_id!r}", file=sys.stderr)
         return 1
     token = os.environ.get("TOKENPLAN_ADMIN_TOKEN", "")
     url = f"{args.worker or settings.worker_url}/admin/reinstate"

@@ -62,14 +62,22 @@ def admin_refusal(admin_token: str, authorization: str) -> tuple[int, dict] | No
     return None
 
 
-def refresh_event(raw: bytes, limits: Limits) -> tuple[dict | None, dict | None]:
-    """(the quota.refreshed event to publish, None) or (None, the 400 body) for an admin request body."""
+def json_object(raw: bytes) -> tuple[dict, None] | tuple[None, dict]:
+    """(the admin request body, None) or (None, the 400 body) when it is not a JSON object."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None, {"error": "bad_request", "reason": "body must be JSON"}
     if not isinstance(body, dict):
         return None, {"error": "bad_request", "reason": "body must be a JSON object"}
+    return body, None
+
+
+def refresh_event(raw: bytes, limits: Limits) -> tuple[dict | None, dict | None]:
+    """(the quota.refreshed event to publish, None) or (None, the 400 body) for an admin request body."""
+    body, error = json_object(raw)
+    if error is not None:
+        return None, error
     event = {"type": "quota.refreshed", "occurred_at": body.get("occurred_at")}
     event["event_id"] = body.get("event_id") or f"admin-refresh-{body.get('account_id') or 'all'}-{body.get('occurred_at')}"
     if body.get("account_id") is not None:
@@ -86,12 +94,9 @@ def reinstate_event(raw: bytes, now: datetime) -> tuple[dict | None, dict | None
     Body: {"key_id", "account_id", "reason"}; the reason is required: it is the record
     of why an operator overrode the policy.
     """
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        return None, {"error": "bad_request", "reason": "body must be JSON"}
-    if not isinstance(body, dict):
-        return None, {"error": "bad_request", "reason": "body must be a JSON object"}
+    body, error = json_object(raw)
+    if error is not None:
+        return None, error
     event = {"type": "key.reinstated", "occurred_at": format_instant(now), "key_id": body.get("key_id"),
              "account_id": body.get("account_id"), "reason": body.get("reason"),
              "event_id": f"reinstate-{body.get('key_id')}-{format_instant(now)}"}
