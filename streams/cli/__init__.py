@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, str] = {
     "gateway": "gateway.cli.serve",
     "upstream-sim": "gateway.cli.upstream_sim",
     "gateway-traffic": "gateway.cli.traffic",
+    "projector": "projections.cli",
 }
 
 

@@ -1,0 +1,116 @@
+"""Threshold alerts: deciding them (pure), and publishing the decided ones to Kafka.
+
+A package period's alert for a threshold is decided when a balance.changed takes its
+used credits from below `threshold`% of the pool to at or above it. It is decided in
+the fold's transaction (the `alerts` row, its id the primary key), so a redelivery or a
+re-projection decides the same alert with the same id; it is published after the commit
+and marked `published_at`; unpublished ones are sent again at start: at least once,
+receivers dedupe on `alert_id`. A refresh that brings used back below a threshold
+re-arms it: the next crossing in the same period is crossing 2 (id suffix `:2`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from decimal import Decimal
+
+import orjson
+from sqlalchemy import Connection, Engine, select, update
+
+from projections.facts import BalanceFact
+from projections.tables import alerts
+
+__all__ = ["ALERTS_TOPIC", "Arm", "Alert", "decide", "alert_id", "unpublished", "mark_published"]
+
+#: Short name of the alerts topic (the full name carries TOKENPLAN_TOPIC_PREFIX).
+ALERTS_TOPIC = "alerts"
+#: Unpublished alerts re-sent per round at start-up.
+REPUBLISH_BATCH_MAX = 1000
+
+
+@dataclass
+class Arm:
+    """Per (account, package period, threshold): alerts so far, and whether used is above it."""
+
+    crossings: int = 0
+    above: bool = False
+
+
+@dataclass(frozen=True)
+class Alert:
+    alert_id: str
+    account_id: str
+    package_valid_from: datetime
+    threshold: int
+    crossing: int
+    crossed_at: datetime
+    fact_event_id: str
+    credits_used: Decimal
+    credits_limit: Decimal
+    body: bytes
+
+    def row(self) -> dict:
+        return {"alert_id": self.alert_id, "account_id": self.account_id,
+                "package_valid_from": self.package_valid_from, "threshold": self.threshold,
+                "crossing": self.crossing, "crossed_at": self.crossed_at, "fact_event_id": self.fact_event_id,
+                "credits_used": self.credits_used, "credits_limit": self.credits_limit,
+                "body": self.body.decode(), "published_at": None}
+
+
+def _instant(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+def alert_id(account_id: str, valid_from: datetime, threshold: int, crossing: int) -> str:
+    """Deterministic: alert:{account}:{valid_from}:{threshold}, plus :{crossing} from the second on."""
+    base = f"alert:{account_id}:{_instant(valid_from)}:{threshold}"
+    return base if crossing == 1 else f"{base}:{crossing}"
+
+
+def reached(used: Decimal, limit: Decimal, threshold: int) -> bool:
+    """used >= threshold% of limit, exactly (no division)."""
+    return limit > 0 and used * 100 >= limit * threshold
+
+
+def _body(fact: BalanceFact, identifier: str, threshold: int, crossing: int) -> bytes:
+    package = fact.package
+    return orjson.dumps({
+        "type": "quota.alert", "alert_id": identifier, "account_id": fact.account_id,
+        "threshold_percent": threshold, "crossing": crossing, "crossed_at": _instant(fact.occurred_at),
+        "fact_event_id": fact.event_id, "credits_used": str(fact.credits_used),
+        "credits_limit": str(package.credits_limit), "credits_remaining": str(fact.credits_remaining),
+        "package": {"tier": package.tier, "period": package.period, "valid_from": _instant(package.valid_from),
+                    "valid_until": _instant(package.valid_until)},
+    }, option=orjson.OPT_SORT_KEYS)
+
+
+def decide(fact: BalanceFact, thresholds: tuple[int, ...], arms: dict[int, Arm]) -> list[Alert]:
+    """The alerts this balance change crosses; updates `arms` (threshold -> Arm) in place."""
+    decided = []
+    for threshold in thresholds:
+        arm = arms.setdefault(threshold, Arm())
+        now_above = reached(fact.credits_used, fact.package.credits_limit, threshold)
+        if now_above and not arm.above:
+            arm.crossings += 1
+            identifier = alert_id(fact.account_id, fact.package.valid_from, threshold, arm.crossings)
+            decided.append(Alert(identifier, fact.account_id, fact.package.valid_from, threshold, arm.crossings,
+                                 fact.occurred_at, fact.event_id, fact.credits_used, fact.package.credits_limit,
+                                 _body(fact, identifier, threshold, arm.crossings)))
+        arm.above = now_above
+    return decided
+
+
+def unpublished(connection: Connection, limit: int = REPUBLISH_BATCH_MAX) -> list[tuple[str, str, bytes]]:
+    """(alert_id, account_id, body) of alerts decided but not acknowledged by Kafka, oldest first."""
+    query = (select(alerts.c.alert_id, alerts.c.account_id, alerts.c.body)
+             .where(alerts.c.published_at.is_(None)).order_by(alerts.c.crossed_at, alerts.c.alert_id).limit(limit))
+    return [(row.alert_id, row.account_id, row.body.encode()) for row in connection.execute(query)]
+
+
+def mark_published(engine: Engine, alert_ids: list[str], at: datetime | None = None) -> None:
+    """Record that Kafka acknowledged these alerts (a transaction of its own, after the fold's)."""
+    if not alert_ids:
+        return
+    with engine.begin() as connection:
+        connection.execute(update(alerts).where(alerts.c.alert_id.in_(alert_ids))
+                           .values(published_at=at or datetime.now(timezone.utc)))
