@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from projections.fold import Fold
-from projections.store import create_schema, open_engine
+from projections.store import create_schema, drop_schema, open_engine
 from projections.tables import (alerts, balance_timeline, dead_letter_reasons, fleet_usage_hourly, package_history,
                                 quota_events, quota_status, usage_hourly)
 from projections.types import to_micro
@@ -17,11 +17,13 @@ from tests.projections.builders import (T0, balance, dump, package, quota, recor
 
 
 @pytest.fixture
-def engine():
+def engine(database_url):
+    """Every fold test runs on SQLite and on PostgreSQL: the same code, the same rows."""
     reset_offsets()
-    engine = open_engine("sqlite://")
+    engine = open_engine(database_url)
     create_schema(engine)
-    return engine
+    yield engine
+    engine.dispose()
 
 
 def fold(engine, records, fold_=None):
@@ -84,7 +86,8 @@ def test_redelivered_records_and_facts_change_nothing(engine):
              record("quota-exhausted", quota("q1", "quota.exhausted", T0, "10")),
              record("rejected", rejected("unknown_model", "u9", 4))]
     fold(engine, batch)
-    before = dump(engine.connect())
+    with engine.connect() as connection:
+        before = dump(connection)
     again = fold(engine, batch)  # the same offsets: below the stored ones
     assert again.stale == 3 and not again.folded
     moved = [record(r.kind, None, offset=100 + i) for i, r in enumerate(batch)]
@@ -92,12 +95,13 @@ def test_redelivered_records_and_facts_change_nothing(engine):
              for r, m in zip(batch, moved)]
     redelivered = fold(engine, moved)  # the same facts at new offsets (the ledger re-sent them)
     assert redelivered.duplicates == 3
-    after = dump(engine.connect())
+    with engine.connect() as connection:
+        after = dump(connection)
     assert {k: v for k, v in after.items() if k != "projector_offsets"} == \
            {k: v for k, v in before.items() if k != "projector_offsets"}
 
 
-def test_where_batches_are_cut_does_not_change_the_tables():
+def test_where_batches_are_cut_does_not_change_the_tables(database_url):
     reset_offsets()
     pkg = package(limit="100")
     records = [record("balance-changed", balance("open", T0, "0", cause_type="plan.purchased", pkg=pkg,
@@ -109,12 +113,15 @@ def test_where_batches_are_cut_does_not_change_the_tables():
     records += [record("quota-status", status("alice", str(100 - i), str(i)), partition=1) for i in range(4)]
     records.append(record("quota-exhausted", quota("qe", "quota.exhausted", T0 + timedelta(hours=7), "100", pkg=pkg)))
     dumps = []
+    engine = open_engine(database_url)
     for size in (len(records), 1, 4):
-        engine = open_engine("sqlite://")
+        drop_schema(engine)
         create_schema(engine)
         for start in range(0, len(records), size):
             fold(engine, records[start:start + size])
-        dumps.append(dump(engine.connect()))
+        with engine.connect() as connection:
+            dumps.append(dump(connection))
+    engine.dispose()
     assert dumps[0] == dumps[1] == dumps[2]
     assert len(dumps[0]["alerts"]) == 3
 
