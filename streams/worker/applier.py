@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 
@@ -31,6 +32,7 @@ from schemas import topics
 from streams.processing.processor import Emit, LedgerHoleError, Processor, change_instants
 from streams.processing.state_store import PartitionState, Writes
 from streams.worker.app import Wiring
+from streams.worker.metrics import WorkerMetrics
 from streams.worker.outbox import Outbox
 from streams.worker.runtime import PartitionRuntime, WorkerRuntime
 
@@ -83,10 +85,13 @@ def tick(processor: Processor, state: PartitionState, runtime: PartitionRuntime,
 class Applier:
     """The agent body and the steps of a unit of work, for one worker."""
 
-    def __init__(self, wiring: Wiring, runtime: WorkerRuntime) -> None:
+    def __init__(self, wiring: Wiring, runtime: WorkerRuntime, metrics: WorkerMetrics | None = None) -> None:
         self.wiring = wiring
         self.settings = wiring.settings
         self.runtime = runtime
+        self.metrics = metrics if metrics is not None else WorkerMetrics.for_settings(wiring.settings)
+        #: When the oldest record waiting for each partition arrived (perf_counter): a unit's latency starts there.
+        self.arrived: dict[int, float] = {}
         self.processor = Processor(wiring.catalog, wiring.settings.limits)
         self.clock_topic = wiring.settings.topic(topics.CLOCK)
 
@@ -103,12 +108,14 @@ class Applier:
         state = self.partition_state(partition, records[0].offset if records else None)
         emitted: list[Emit] = []
         if records:
+            batch = [(m.value, m.key, m.headers, m.offset) for m in records]
+            next_offset = state.get_partition().next_offset  # before the unit moves it (read once, cached)
             try:
-                emitted = self.processor.process_records([(m.value, m.key, m.headers, m.offset) for m in records],
-                                                         state, now)
+                emitted = self.processor.process_records(batch, state, now)
             except LedgerHoleError as error:
                 stop_for_restart(str(error))
             self.runtime.count(records[0].topic, state.events_count)
+            self.metrics.count_applied(batch, next_offset, state.events_count, emitted)
         if len(records) < len(events):  # one tick covers every tick waiting in the unit
             emitted += tick(self.processor, state, self.runtime.partition(partition), now)
         return state, emitted
@@ -143,7 +150,7 @@ class Applier:
             table.data.set_persisted_offset(TP(changelog, partition), offset)
 
     async def finish_unit(self, stream, events: list, state: PartitionState, emitted: list[Emit],
-                          now: datetime) -> None:
+                          now: datetime, arrived: float) -> None:
         """Make a unit durable, ack its records, then start the partition's next unit."""
         writes = state.finish()
         try:
@@ -151,6 +158,8 @@ class Applier:
                 await self.make_durable(emitted, writes, state.partition)
         except Exception as error:  # Kafka refused past its own retries: never ack, never go on
             stop_for_restart(f"ledger-log partition {state.partition}: unit of work not delivered ({error!r})")
+        if state.events_count:  # clock ticks alone are not timed: they would drown the ledger's units
+            self.metrics.unit_durable(time.perf_counter() - arrived)
         state.commit_to_cache()
         expiry = self.runtime.partition(state.partition).expiry
         for account_id, record in state.written_records():
@@ -163,6 +172,7 @@ class Applier:
     def start_unit(self, stream, partition: int) -> None:
         """Take every record waiting for `partition` as its next unit (none waiting: nothing)."""
         events = self.runtime.waiting.pop(partition, [])
+        arrived = self.arrived.pop(partition, None)
         if not events:
             return
         now = datetime.now(timezone.utc)
@@ -172,7 +182,7 @@ class Applier:
             logger.exception("ledger-log partition %d: unit of work failed", partition)
             stop_for_restart(f"ledger-log partition {partition}: {error!r}")
         self.runtime.in_flight[partition] = asyncio.ensure_future(
-            self.finish_unit(stream, events, state, emitted, now))
+            self.finish_unit(stream, events, state, emitted, now, time.perf_counter() if arrived is None else arrived))
 
     async def add(self, stream, event) -> None:
         """Take one event from faust: start a unit now, or let it wait for the partition's next.
@@ -186,6 +196,8 @@ class Applier:
         """
         partition = event.message.partition
         waiting = self.runtime.waiting.setdefault(partition, [])
+        if not waiting:
+            self.arrived[partition] = time.perf_counter()
         waiting.append(event)
         previous = self.runtime.in_flight.get(partition)
         if previous is None or previous.done():
@@ -205,9 +217,9 @@ class Applier:
             await self.add(manual, event)
 
 
-def register(wiring: Wiring, runtime: WorkerRuntime) -> Applier:
+def register(wiring: Wiring, runtime: WorkerRuntime, metrics: WorkerMetrics | None = None) -> Applier:
     """Add the applier agent to the app (concurrency 1: faust-streaming #606)."""
-    applier = Applier(wiring, runtime)
+    applier = Applier(wiring, runtime, metrics)
 
     async def apply_ledger_log(stream) -> None:
         await applier.run(stream)

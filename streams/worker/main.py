@@ -15,6 +15,7 @@ from streams.config import Settings
 from streams.ledger import load_catalog
 from streams.worker import applier, clock, faust_fixes, policy, web
 from streams.worker.app import Wiring, wire
+from streams.worker.metrics import WorkerMetrics, for_worker
 from streams.worker.runtime import WorkerRuntime
 from streams.worker.sequencer import Sequencer
 from streams.worker.topic_admin import TopicLayoutError, ensure_topics
@@ -22,11 +23,12 @@ from streams.worker.topic_admin import TopicLayoutError, ensure_topics
 
 @dataclass
 class Worker:
-    """What `build` made: the wiring, the runtime state and the applier."""
+    """What `build` made: the wiring, the runtime state, the applier and the metrics."""
 
     wiring: Wiring
     runtime: WorkerRuntime
     applier: applier.Applier
+    metrics: WorkerMetrics
 
 
 def build(settings: Settings) -> Worker:
@@ -34,10 +36,11 @@ def build(settings: Settings) -> Worker:
     faust_fixes.apply()  # before the app's consumer exists: faust-streaming #606
     wiring = wire(settings, load_catalog())
     runtime = WorkerRuntime(settings)
-    built = Worker(wiring, runtime, applier.register(wiring, runtime))
+    metrics = for_worker(wiring)  # this worker's own registry (GET /metrics)
+    built = Worker(wiring, runtime, applier.register(wiring, runtime, metrics), metrics)
     clock.register(wiring, runtime)
-    policy.register(wiring)
-    web.register(wiring, runtime)
+    policy.register(wiring, metrics)
+    web.register(wiring, runtime, metrics.exposition)
     if settings.sequencer == "inline":
         wiring.app.service(Sequencer(settings))
     return built

@@ -18,6 +18,7 @@ from schemas.topics import KEY_STATUS, POLICY_FACTS, REJECTED
 from streams.ledger.usage_policy import KeyPolicy, apply, decode_key_policy, encode_key_policy
 from streams.processing.records import Source, dead_letter
 from streams.worker.app import Wiring
+from streams.worker.metrics import WorkerMetrics
 
 __all__ = ["register"]
 
@@ -37,24 +38,28 @@ def key_status(state: KeyPolicy, event: PolicyViolation | KeyReinstated, reason:
 class PolicyApplier:
     """Applies one policy record at a time to the `key-policy` table."""
 
-    def __init__(self, wiring: Wiring) -> None:
+    def __init__(self, wiring: Wiring, metrics: WorkerMetrics | None = None) -> None:
         self.wiring = wiring
         self.table = wiring.policy_table
         self.applied = 0
+        self.metrics = metrics if metrics is not None else WorkerMetrics.for_settings(wiring.settings)
 
     async def apply_record(self, raw: bytes, source: Source) -> None:
         table = self.table
         if source.offset < int(table.get(_watermark_key(source.partition), b"0")):
             return  # applied before a restart or a rebalance
+        rejected = None
         try:
             event = POLICY_INPUT_ADAPTER.validate_json(raw)
         except ValidationError as error:
             detail = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:3])
-            await self._send(REJECTED, None, dead_letter(raw, "invalid_policy_event", detail, source, None))
+            rejected = "invalid_policy_event"
+            await self._send(REJECTED, None, dead_letter(raw, rejected, detail, source, None))
         else:
             await self._apply(event)
         table[_watermark_key(source.partition)] = str(source.offset + 1).encode()
         self.applied += 1
+        self.metrics.count_policy(rejected)
 
     async def _apply(self, event: PolicyViolation | KeyReinstated) -> None:
         key = event.key_id.encode()
@@ -76,9 +81,9 @@ class PolicyApplier:
         await self.wiring.app.producer.flush()
 
 
-def register(wiring: Wiring) -> PolicyApplier:
+def register(wiring: Wiring, metrics: WorkerMetrics | None = None) -> PolicyApplier:
     """Add the `usage_policy` agent to the app."""
-    applier = PolicyApplier(wiring)
+    applier = PolicyApplier(wiring, metrics)
 
     async def usage_policy(stream) -> None:
         async for event in stream.events():

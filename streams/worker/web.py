@@ -8,12 +8,14 @@ tested in process; `register` hangs the views on the app.
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import orjson
 from faust.web import Request, Response, View
 from faust.web.exceptions import WebError
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from yarl import URL
 
@@ -196,8 +198,8 @@ class LeanView(View):
             return await self.on_request_error(request, error)
 
 
-def register(wiring: Wiring, runtime: WorkerRuntime) -> None:
-    """Hang /health, /accounts/{id}/quota and /admin/refresh on the app."""
+def register(wiring: Wiring, runtime: WorkerRuntime, exposition: Callable[[], bytes] | None = None) -> None:
+    """Hang /health, /accounts/{id}/quota, /admin/* and (given `exposition`) /metrics on the app."""
     app, settings = wiring.app, wiring.settings
     owners = Owners(app, wiring.accounts_table.changelog_topic.get_topic_name(), settings.advertised_url)
 
@@ -284,3 +286,12 @@ def register(wiring: Wiring, runtime: WorkerRuntime) -> None:
 
     app.page("/admin/refresh")(AdminRefresh)
     app.page("/admin/reinstate")(AdminReinstate)
+
+    class Metrics(LeanView):
+        """The worker's Prometheus metrics (streams.worker.metrics), in the text exposition format."""
+
+        async def get(self, request: Request) -> Response:
+            return self.bytes(exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    if exposition is not None:
+        app.page("/metrics")(Metrics)
