@@ -1,8 +1,9 @@
 """Fact JSON without the pydantic models: the streaming worker's hot path.
 
 Exactly `(fact.type, fact.model_dump_json().encode())` of `FactRecords.materialize()`
-(tested): the same keys in the same order (the models' field order: the common fields,
-then type and the kind's own), Decimals as `str`, instants by `format_instant`. Only
+(tests/ledger/test_fact_json.py): the same keys in the same order (the models' field
+order: the common fields, then type and the kind's own; balance.changed's `schema_version`
+right after type, its `usage` last), Decimals as `str`, instants by `format_instant`. Only
 speed lives here; the facts themselves are defined in `facts.py` and `schemas/outputs.py`.
 """
 from __future__ import annotations
@@ -11,9 +12,11 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from schemas.events import format_instant
+from schemas.events import Usage, format_instant
+from schemas.outputs import BALANCE_CHANGED_VERSION
 from streams.ledger.fact_ids import derive_event_id
 from streams.ledger.packages import Package
+from streams.ledger.rating import Rating
 from streams.ledger.units import TEXT_FAST_BELOW, credits_text, from_micro
 
 if TYPE_CHECKING:
@@ -55,6 +58,18 @@ def _package_ref_json(package: Package) -> orjson.Fragment:
     return fragment
 
 
+def _usage_json(usage: Usage, rating: Rating) -> dict:
+    """`facts.usage_detail(usage, rating)` as pydantic serializes it."""
+    fields = usage.__dict__  # the declared fields: faster than the model's attributes
+    _, coefficient, offpeak, saved_micro = rating
+    return {
+        "model": fields["model"], "input_cache_hit_tokens": fields["input_cache_hit_tokens"],
+        "input_cache_miss_tokens": fields["input_cache_miss_tokens"],
+        "output_tokens": fields["output_tokens"], "coefficient": str(coefficient), "offpeak": offpeak,
+        "credits_saved": _decimal_json(saved_micro), "cluster": fields["cluster"],
+        "protocol": fields["protocol"], "key_id": fields["key_id"]}
+
+
 def fact_payloads(records: "FactRecords") -> list[tuple[str, bytes]]:
     """(type, JSON) of each fact of `records`, exactly as `materialize`'s models serialize."""
     if not records.records:
@@ -63,25 +78,27 @@ def fact_payloads(records: "FactRecords") -> list[tuple[str, bytes]]:
     cause_id, cause_type, account_id = event.event_id, event.type, records.account_id
     occurred_at = format_instant(event.occurred_at)
     out = []
-    for ordinal, (kind, package, charged_micro, price) in enumerate(records.records):
+    for ordinal, (kind, package, charged_micro, price, rating) in enumerate(records.records):
         fact_type = _FACT_TYPES[kind]
         data = {
             "event_id": derive_event_id(kind, account_id, cause_id, ordinal),
             "cause_event_id": cause_id, "cause_type": cause_type, "account_id": account_id,
             "occurred_at": occurred_at, "type": fact_type,
-            "package": _package_ref_json(package),
         }
         if kind == "bc":
+            data["schema_version"] = BALANCE_CHANGED_VERSION
+            data["package"] = _package_ref_json(package)
             data["credits_charged"] = _decimal_json(charged_micro)
             data["credits_used"] = _decimal_json(package.used_micro)
             data["credits_remaining"] = _decimal_json(package.remaining_micro)
             data["amount"] = None if price is None else str(price.amount)
             data["currency"] = None if price is None else price.currency
             data["discount"] = None if price is None else price.discount
-        elif kind == "qr":
-            data["credits_used"] = _decimal_json(package.used_micro)
-            data["credits_remaining"] = _decimal_json(package.remaining_micro)
+            data["usage"] = None if rating is None else _usage_json(event, rating)
         else:
+            data["package"] = _package_ref_json(package)
             data["credits_used"] = _decimal_json(package.used_micro)
+            if kind == "qr":
+                data["credits_remaining"] = _decimal_json(package.remaining_micro)
         out.append((fact_type, orjson.dumps(data)))
     return out

@@ -40,7 +40,7 @@ from streams.ledger.limits import DEFAULT_LIMITS, Limits
 from streams.ledger.memory import EventMemory
 from streams.ledger.packages import Entries, Package
 from streams.ledger.prices import PriceQuote
-from streams.ledger.rating import charge_micro
+from streams.ledger.rating import Rating, rate
 from streams.ledger.rejections import Reason, Rejection, reject
 from streams.ledger.state import AccountState
 
@@ -206,8 +206,10 @@ def _replace_package(packages: tuple[Package, ...], index: int, package: Package
 
 
 def _usage_charge(state: AccountState, usage: dict, catalog: Catalog
-                  ) -> tuple[int, Package, int] | Rejection:
-    """Where usage is charged: (index of its package, that package after the charge, micro-credits).
+                  ) -> tuple[int, Package, Rating] | Rejection:
+    """Where usage is charged: (index of its package, that package after the charge, its `Rating`).
+
+    The rating (charge, coefficient, saving) is computed here once; the fact carries it.
 
     `usage` is the event's declared fields (`Usage.__dict__`): read from the dict, not
     through the model's attributes, which pydantic serves more slowly (the hot path).
@@ -216,9 +218,9 @@ def _usage_charge(state: AccountState, usage: dict, catalog: Catalog
     version = catalog.version_at(instant)
     if version is None:
         return _refuse_usage(Reason.NO_CATALOG_VERSION, usage)
-    micro = charge_micro(version, usage["model"], usage["input_cache_hit_tokens"],
-                         usage["input_cache_miss_tokens"], usage["output_tokens"], instant)
-    if micro is None:
+    rating = rate(version, usage["model"], usage["input_cache_hit_tokens"],
+                  usage["input_cache_miss_tokens"], usage["output_tokens"], instant)
+    if rating is None:
         return _refuse_usage(Reason.UNKNOWN_MODEL, usage,
                              f"model {usage['model']!r} is not in catalog {version.name}")
     packages = state.packages
@@ -236,7 +238,7 @@ def _usage_charge(state: AccountState, usage: dict, catalog: Catalog
             return _refuse_usage(Reason.PERIOD_PRUNED, usage)
         return _refuse_usage(Reason.USAGE_OUTSIDE_PACKAGE, usage,
                              f"no package of the account contains {format_instant(instant)}")
-    return index, package.with_usage(instant, micro, state.refreshes), micro
+    return index, package.with_usage(instant, rating[0], state.refreshes), rating
 
 
 def _refuse_usage(reason: Reason, usage: dict, detail: str = "") -> Rejection:
@@ -249,7 +251,8 @@ def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits:
     charge = _usage_charge(state, event.__dict__, catalog)
     if type(charge) is Rejection:
         return charge
-    index, package, micro = charge
+    index, package, rating = charge
+    micro = rating[0]
     facts.appended.append((package.opened_by, event.occurred_at, micro))
     used, limit = package.used_micro, package.credits_limit_micro
     if used >= limit:
@@ -259,7 +262,7 @@ def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits:
     elif package.exhausted:
         facts.restored(package)
         package = replace(package, exhausted=False)
-    facts.records.append(("bc", package, micro, None))
+    facts.records.append(("bc", package, micro, None, rating))
     return _replace_package(state.packages, index, package)
 
 
@@ -276,10 +279,10 @@ def charge_plain_usage(state: AccountState, usage: dict, catalog: Catalog
     charge = _usage_charge(state, usage, catalog)
     if type(charge) is Rejection:
         return None
-    index, package, micro = charge
+    index, package, rating = charge
     if package.exhausted or package.used_micro >= package.credits_limit_micro:
         return None
-    return state.with_packages(_replace_package(state.packages, index, package)), package, micro
+    return state.with_packages(_replace_package(state.packages, index, package)), package, rating[0]
 
 
 def _merge_refreshes(state: AccountState, package: Package,

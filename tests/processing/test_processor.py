@@ -321,3 +321,18 @@ def test_an_oversized_payload_is_cut_in_its_dead_letter_and_the_letter_says_so(p
     assert huge.decode().startswith(letter["payload"])
     [small] = by_topic(log.feed(b"\xff\xfe", key=b"a"), topics.REJECTED)
     assert "payload_truncated" not in small
+
+
+def test_a_usage_charge_publishes_what_was_used_and_a_purchase_publishes_none(processor):
+    """balance.changed version 2: a projection reads the usage and the rating, never re-rates."""
+    log = Log(processor)
+    [bought] = by_topic(log.feed(ev.purchase("a", DAY)), topics.BALANCE_CHANGED)
+    offpeak = DAY + timedelta(hours=17)
+    [change] = by_topic(log.feed_batch([ev.usage("a", offpeak, model="MiMo-V2.5", hit=10, miss=3, output=1)]),
+                        topics.BALANCE_CHANGED)
+    assert bought["schema_version"] == change["schema_version"] == 2 and bought["usage"] is None
+    assert change["credits_charged"] == "416"  # (10 x 2 + 3 x 100 + 1 x 200) x 0.8
+    assert change["usage"] == {
+        "model": "MiMo-V2.5", "input_cache_hit_tokens": 10, "input_cache_miss_tokens": 3, "output_tokens": 1,
+        "coefficient": "0.8", "offpeak": True, "credits_saved": "104", "cluster": "sgp", "protocol": "anthropic",
+        "key_id": "key-a"}
