@@ -204,7 +204,9 @@ class Projector:
     async def _consume(self, stop: asyncio.Event, idle_exit_s: float | None) -> None:
         self.consumer = AIOKafkaConsumer(
             bootstrap_servers=self.settings.bootstrap, group_id=self.settings.group_id, enable_auto_commit=False,
-            auto_offset_reset="earliest", metadata_max_age_ms=METADATA_MAX_AGE_MS)
+            auto_offset_reset="earliest", metadata_max_age_ms=METADATA_MAX_AGE_MS,
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=max(self.settings.session_timeout_ms // 3, 1000))
         await self.consumer.start()
         self.consumer.subscribe(list(self.topics), listener=_SeekToStored(self))
         self.say(f"projector: group {self.settings.group_id}, topics {', '.join(self.topics)}, "

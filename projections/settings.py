@@ -23,6 +23,7 @@ DEFAULTS: dict[str, str] = {
     "TOKENPLAN_PROJECTOR_BATCH_MAX": "2000",
     "TOKENPLAN_PROJECTOR_POLL_MS": "500",
     "TOKENPLAN_PROJECTOR_PROGRESS_S": "10",
+    "TOKENPLAN_SESSION_TIMEOUT_MS": "10000",
     "TOKENPLAN_ALERT_THRESHOLDS": "80,90,100",
     "TOKENPLAN_WEBHOOK_URL": "",
     "TOKENPLAN_WEBHOOK_SECRET": "",
@@ -62,6 +63,8 @@ class ProjectorSettings:
     poll_ms: int = 500
     #: Seconds between progress lines.
     progress_s: float = 10.0
+    #: How soon the group notices a dead projector (the worker's variable and default).
+    session_timeout_ms: int = 10000
     thresholds: tuple[int, ...] = (80, 90, 100)
     webhook_url: str = ""
     webhook_secret: str = field(default="", repr=False)
@@ -96,6 +99,7 @@ class ProjectorSettings:
             batch_max=int(_env(env, "TOKENPLAN_PROJECTOR_BATCH_MAX")),
             poll_ms=int(_env(env, "TOKENPLAN_PROJECTOR_POLL_MS")),
             progress_s=float(_env(env, "TOKENPLAN_PROJECTOR_PROGRESS_S")),
+            session_timeout_ms=int(_env(env, "TOKENPLAN_SESSION_TIMEOUT_MS")),
             thresholds=parse_thresholds(_env(env, "TOKENPLAN_ALERT_THRESHOLDS")),
             webhook_url=_env(env, "TOKENPLAN_WEBHOOK_URL"),
             webhook_secret=_env(env, "TOKENPLAN_WEBHOOK_SECRET"),

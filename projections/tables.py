@@ -175,14 +175,15 @@ quota_status = Table(
     Column("period", String(32), comment="monthly or annual"),
     Column("credits_limit", ExactDecimal, comment="pool of the current period"),
     Column("credits_used", ExactDecimal, comment="used credits"),
-    Column("credits_remaining", ExactDecimal, comment="remaining credits (what the worker's lookup says)"),
+    Column("credits_remaining", ExactDecimal, comment="remaining credits as of this record (exact within a 1 % step; see package_history)"),
     Column("valid_from", UtcDateTime, comment="current period start"),
     Column("valid_until", UtcDateTime, comment="current period end"),
     Column("computed_at", UtcDateTime, nullable=False, comment="as_of.computed_at of the status record"),
     Column("event_time", UtcDateTime, comment="as_of.event_time: the last event applied for the account"),
     Column("status_partition", Integer, nullable=False, comment="partition of quota-status it was read from"),
     Column("status_offset", BigInteger, nullable=False, comment="its offset"),
-    comment="the latest quota-status record per account",
+    comment="the latest quota-status record per account: status and allowed are current; its credits are "
+            "as of the last record (published on 1 % steps of the pool), package_history has the exact balance",
 )
 
 alerts = Table(
@@ -220,7 +221,7 @@ webhook_deliveries = Table(
     Column("status", String(16), nullable=False, comment="pending, delivered, failed (gave up after the attempts limit)"),
     Column("attempts", Integer, nullable=False, comment="POSTs tried"),
     Column("last_status_code", Integer, comment="HTTP status of the last attempt (null: no answer)"),
-    Column("last_error", Text, comment="why the last attempt failed (null when delivered)"),
+    Column("last_error", Text, comment="why the last failed attempt failed (kept after a later success: it was retried)"),
     Column("last_attempt_at", UtcDateTime, comment="when it was last tried"),
     Column("next_attempt_at", UtcDateTime, comment="when it is tried next (null when delivered or failed)"),
     Column("delivered_at", UtcDateTime, comment="when a 2xx was received"),

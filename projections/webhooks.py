@@ -114,7 +114,7 @@ class WebhookSender:
     def _record(self, alert_id: str, attempts: int, outcome: Outcome) -> None:
         now = datetime.now(timezone.utc)
         if outcome.delivered:
-            values = {"status": "delivered", "delivered_at": now, "next_attempt_at": None, "last_error": None}
+            values = {"status": "delivered", "delivered_at": now, "next_attempt_at": None}  # keeps the last error
         elif attempts >= self.attempts_max:
             values = {"status": "failed", "next_attempt_at": None, "last_error": outcome.error}
         else:

@@ -86,7 +86,8 @@ async def test_a_failing_receiver_is_retried_with_backoff_and_every_failure_reco
                 await asyncio.sleep(0.05)
                 await sender.deliver_due(session)
         done = _delivery(engine)
-        assert done["status"] == "delivered" and done["attempts"] == 3 and done["last_error"] is None
+        assert done["status"] == "delivered" and done["attempts"] == 3 and done["last_status_code"] == 204
+        assert "receiver down" in done["last_error"]  # the failures stay visible
         assert all(hit["ok"] for hit in seen) and len(seen) == 3
         assert {hit["alert_id"] for hit in seen} == {hit["body"]["alert_id"] for hit in seen} == {
             "alert:alice:2026-05-01T02:00:00Z:80"}
