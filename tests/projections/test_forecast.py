@@ -62,3 +62,29 @@ def test_stops_at_valid_until_and_no_usage_means_no_run_out():
 
 def test_nothing_left_runs_out_now():
     assert run_out(DAY, Decimal(0), Decimal(5), None) == (DAY, False)
+
+
+def test_account_forecast_reads_the_current_package_and_its_hours(database_url):
+    from projections.fold import Fold
+    from projections.queries import account_forecast
+    from projections.store import create_schema, open_engine
+    from tests.projections.builders import T0, balance, package, record, reset_offsets, usage_object
+
+    reset_offsets()
+    engine = open_engine(database_url)
+    create_schema(engine)
+    pkg = package(T0, limit="1000")
+    charges = [record("balance-changed", balance("open", T0, "0", cause_type="plan.purchased", pkg=pkg, amount="5"))]
+    charges += [record("balance-changed", balance(f"u{i}", T0 + timedelta(hours=i), str(10 * (i + 1)), "10", pkg=pkg,
+                                                  usage=usage_object())) for i in range(10)]  # 02:00..11:00, peak
+    with engine.begin() as connection:
+        Fold().apply(connection, charges)
+    with engine.connect() as connection:
+        result = account_forecast(connection, "alice", T0 + timedelta(hours=10))
+        assert account_forecast(connection, "nobody", T0) is None
+    engine.dispose()
+    day = result.pace(24)
+    # 100 credits over the package's 10 hours: 10/h; 900 left at 12:00: 40 to 16:00 (860), then
+    # 224 a day (8 off-peak hours at 8, 16 peak at 10): May 4 16:00 188, May 5 00:00 124, +12.4 h.
+    assert day.covered_hours == 10 and day.peak_equivalent_per_hour == 10 and result.credits_remaining == 900
+    assert day.run_out_at == datetime(2026, 5, 5, 12, 24, tzinfo=timezone.utc)
