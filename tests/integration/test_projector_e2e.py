@@ -195,7 +195,7 @@ async def test_crash_mid_way_then_restart_counts_once_matches_the_lookup_and_ale
     facts = [orjson.loads(value) for _k, value in await consume_all(kafka_bootstrap, ns.topic("balance-changed"))]
     assert read(url, select(func.count()).select_from(balance_timeline))[0][0] == len({f["event_id"] for f in facts})
     # Tokens by model, when the facts carry what was used (schema_version 2).
-    if all("usage" in f for f in facts if f["cause_type"] == "usage"):
+    if all(f.get("usage") for f in facts if f["cause_type"] == "usage"):
         tokens = read(url, select(func.sum(usage_hourly.c.input_cache_miss_tokens)).where(usage_hourly.c.account_id == B))
         assert tokens[0][0] == 1000 * B_EVENTS
         models = {row.model for row in read(url, select(usage_hourly.c.model).where(usage_hourly.c.account_id == B))}
