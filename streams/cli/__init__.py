@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, str] = {
     "upstream-sim": "gateway.cli.upstream_sim",
     "gateway-traffic": "gateway.cli.traffic",
     "projector": "projections.cli",
+    "dashboard": "projections.dashboard.cli",
 }
 
 
