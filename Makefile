@@ -25,6 +25,7 @@ run: install
 	$(PY) deploy/run_local.py
 
 test: install
+	bash deploy/system-packages
 	bash deploy/run-tests
 
 bench: install
