@@ -41,9 +41,14 @@ ALL_OUTPUTS: tuple[str, ...] = (BALANCE_CHANGED, QUOTA_EXHAUSTED, QUOTA_STATUS, 
 POLICY_OUTPUTS: tuple[str, ...] = (POLICY_FACTS, KEY_STATUS)
 
 #: Broker configs per topic (beyond partitions): the log is kept forever (it is the
-#: history a replay proves balances from); the status topic is compacted.
+#: history a replay proves balances from), and so are the facts (projections are rebuilt
+#: from them); the status topics are compacted.
 TOPIC_CONFIGS: dict[str, dict[str, str]] = {
     LEDGER_LOG: {"retention.ms": "-1", "retention.bytes": "-1"},
+    # The facts are history too: projections are rebuilt from offset 0 (`tokenplan projector --rebuild`).
+    BALANCE_CHANGED: {"retention.ms": "-1", "retention.bytes": "-1"},
+    QUOTA_EXHAUSTED: {"retention.ms": "-1", "retention.bytes": "-1"},
+    REJECTED: {"retention.ms": "-1", "retention.bytes": "-1"},
     CLOCK: {"retention.ms": "3600000"},
     QUOTA_STATUS: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
     KEYS: {"cleanup.policy": "compact", "min.cleanable.dirty.ratio": "0.1", "segment.ms": "600000"},
