@@ -29,6 +29,7 @@ WEB_PORT = int(os.environ.get("TOKENPLAN_WEB_PORT", "6066"))
 DATA_DIR = Path(os.environ.get("TOKENPLAN_DATA_DIR", REPO / ".data" / "run"))
 UPSTREAM_PORT = int(os.environ.get("TOKENPLAN_UPSTREAM_PORT", "9000"))
 GATEWAY_PORT = int(os.environ.get("TOKENPLAN_GATEWAY_PORT", "8080"))
+DASHBOARD_PORT = int(os.environ.get("TOKENPLAN_DASHBOARD_PORT", "6070"))
 #: "1": the old simulator (usage written to Kafka directly) runs beside the SDK traffic.
 DIRECT_SIMULATOR = os.environ.get("TOKENPLAN_RUN_SIMULATE", "") == "1"
 WORKER_READY_TIMEOUT_S = 90.0
@@ -62,7 +63,8 @@ def main() -> int:
     env = dict(os.environ, KAFKA_BOOTSTRAP_SERVERS=BOOTSTRAP, TOKENPLAN_DATA_DIR=str(DATA_DIR),
                TOKENPLAN_KEY_SECRET_FILE=str(DATA_DIR / "key-secret"),
                TOKENPLAN_GATEWAY_SPOOL_DIR=str(DATA_DIR / "gateway-spool"),
-               TOKENPLAN_WORKER_URL=f"http://127.0.0.1:{WEB_PORT}")
+               TOKENPLAN_WORKER_URL=f"http://127.0.0.1:{WEB_PORT}",
+               TOKENPLAN_PROJECTIONS_URL=f"sqlite:///{DATA_DIR / 'projections.db'}")
     signal.signal(signal.SIGTERM, _terminate)
     try:
         with local_broker(BOOTSTRAP) as started_broker:
@@ -105,7 +107,7 @@ def run_children(env: dict[str, str], started_broker: bool) -> int:
 
 
 def start_services(env: dict[str, str]) -> list:
-    """upstream-sim and the gateway (sgp), logging to files in the run's data dir.
+    """upstream-sim, the gateway (sgp), the projector and the dashboard, logging to files in the run's data dir.
 
     Started together, waited on by the caller: the gateway's cache start-up overlaps
     the simulator's. Logs go to files so the terminal shows the traffic's live lines.
@@ -115,7 +117,27 @@ def start_services(env: dict[str, str]) -> list:
     upstream = ServiceProcess(["upstream-sim"], DATA_DIR, port=UPSTREAM_PORT, env=env, health_path="/v1/models")
     gateway = ServiceProcess(["gateway", "--cluster", "sgp", "--upstream", f"http://127.0.0.1:{UPSTREAM_PORT}"],
                              DATA_DIR, port=GATEWAY_PORT, env=env)
-    return [upstream.start(), gateway.start()]
+    projector = Projector(DATA_DIR, env)
+    dashboard = ServiceProcess(["dashboard"], DATA_DIR, port=DASHBOARD_PORT, env=env)
+    return [upstream.start(), gateway.start(), projector.start(), dashboard.start()]
+
+
+class Projector:
+    """`tokenplan projector` (it has no HTTP port of its own to wait on; its log is its progress)."""
+
+    def __init__(self, log_dir: Path, env: dict[str, str]) -> None:
+        self.log_dir, self.env, self.process = log_dir, env, None
+
+    def start(self) -> "Projector":
+        log = open(self.log_dir / "projector.log", "ab")
+        self.process = subprocess.Popen([str(VENV_BIN / "tokenplan"), "projector"], env=self.env,
+                                        stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_ready(self) -> None:
+        time.sleep(0.5)
+        if self.process.poll() is not None:
+            raise RuntimeError(f"the projector exited with {self.process.returncode}; see {self.log_dir}/projector.log")
 
 
 def banner(started_broker: bool) -> str:
@@ -128,6 +150,8 @@ def banner(started_broker: bool) -> str:
             f"  gateway     http://127.0.0.1:{GATEWAY_PORT}/health   OpenAI base_url http://127.0.0.1:{GATEWAY_PORT}/v1, "
             f"Anthropic base_url http://127.0.0.1:{GATEWAY_PORT}/anthropic\n"
             f"              log {DATA_DIR}/gateway-{GATEWAY_PORT}.log; a key: tokenplan keys issue --account ME\n"
+            f"  projector   tokenplan projector -> {DATA_DIR}/projections.db   log {DATA_DIR}/projector.log\n"
+            f"  DASHBOARD   http://127.0.0.1:{DASHBOARD_PORT}/   (accounts: http://127.0.0.1:{DASHBOARD_PORT}/accounts/ACCOUNT)\n"
             f"  traffic     tokenplan gateway-traffic --exhaust (real SDKs through the gateway){simulate}\n"
             f"  a quota     curl -s http://127.0.0.1:{WEB_PORT}/accounts/ACCOUNT/quota\n"
             "Ctrl-C stops all of it.\n")
