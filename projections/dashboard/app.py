@@ -62,14 +62,16 @@ class Dashboard:
     async def sample(self, remote: bool = True) -> dict[str, dict[int, int]]:
         """One sample of the folded offsets; with `remote`, Kafka's high-water marks and the worker's too.
 
-        Pages sample only the database (Kafka may take seconds to answer, or not at all),
-        except the first time; the background loop does the rest."""
+        Pages sample only the database (Kafka may take seconds to answer, or not at all)
+        and wait only for the very first Kafka read; the background loop does the rest."""
         folded = await self.read(queries.offsets)
         self.meter.record({topic: sum(parts.values()) for topic, parts in folded.items()})
-        if remote or self.highwaters.attempted_at is None:
+        if remote:
             await self.highwaters.refresh(self.topics(folded))
-            if self.worker_url:
-                await self._sample_worker()
+        else:
+            await self.highwaters.first_read(self.topics(folded))
+        if self.worker_url and (remote or self.worker is None):
+            await self._sample_worker()
         return folded
 
     async def _sample_worker(self) -> None:
@@ -156,8 +158,8 @@ async def api_usage(request: web.Request) -> web.Response:
     rows = await dashboard.read(read)
     if rows is None:
         return _not_found(account_id)
-    return json_response({"account_id": account_id, "bucket": query.bucket, "from": query.start, "to": query.end,
-                          "rows": rows})
+    head = views.jsonable({"account_id": account_id, "bucket": query.bucket, "from": query.start, "to": query.end})
+    return web.Response(body=orjson.dumps({**head, "rows": views.usage_json(rows)}), content_type="application/json")
 
 
 async def api_forecast(request: web.Request) -> web.Response:

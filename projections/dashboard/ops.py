@@ -63,10 +63,25 @@ class Highwaters:
         self.values: dict[str, dict[int, int]] = {}
         self.error: str | None = None if bootstrap else "no Kafka configured"
         self.read_at: float | None = None
-        self.attempted_at: float | None = None
+        self.lock = asyncio.Lock()
+
+    @property
+    def pending(self) -> bool:
+        """No answer and no error yet: the first read is still to come (or under way)."""
+        return self.bootstrap is not None and self.read_at is None and self.error is None
+
+    async def first_read(self, topics: Iterable[str]) -> None:
+        """Wait for the first read (started here or by the background loop); later calls return at once."""
+        if self.pending:
+            async with self.lock:
+                if self.pending:
+                    await self._refresh(topics)
 
     async def refresh(self, topics: Iterable[str]) -> None:
-        self.attempted_at = time.monotonic()
+        async with self.lock:
+            await self._refresh(topics)
+
+    async def _refresh(self, topics: Iterable[str]) -> None:
         if not self.bootstrap:
             return
         try:
@@ -76,16 +91,26 @@ class Highwaters:
             self.error = f"Kafka at {self.bootstrap} not readable: {type(error).__name__} {error}".strip()
 
     async def _read(self, topics: list[str]) -> dict[str, dict[int, int]]:
+        """Partitions from the admin client (a consumer only knows topics it follows), then end offsets."""
         from aiokafka import AIOKafkaConsumer, TopicPartition
+        from aiokafka.admin import AIOKafkaAdminClient
 
+        timeout_ms = int(KAFKA_TIMEOUT_S * 1000)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap, request_timeout_ms=timeout_ms)
+        await admin.start()
+        try:
+            described = await admin.describe_topics(topics)
+        finally:
+            await admin.close()
+        partitions = [TopicPartition(topic["topic"], part["partition"]) for topic in described
+                      if topic["error_code"] == 0 for part in topic["partitions"]]
+        if not partitions:
+            return {}
         consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, enable_auto_commit=False,
-                                    request_timeout_ms=int(KAFKA_TIMEOUT_S * 1000))
+                                    request_timeout_ms=timeout_ms)
         await consumer.start()
         try:
-            existing = await consumer.topics()  # a metadata fetch: partitions are known after it
-            partitions = [TopicPartition(topic, number) for topic in topics if topic in existing
-                          for number in sorted(consumer.partitions_for_topic(topic) or ())]
-            ends = await consumer.end_offsets(partitions) if partitions else {}
+            ends = await consumer.end_offsets(partitions)
         finally:
             await consumer.stop()
         result: dict[str, dict[int, int]] = {}

@@ -26,7 +26,8 @@ header form { margin-left:auto; } header input { padding:4px 8px; border-radius:
 main { max-width:1100px; margin:0 auto; padding:20px 24px 40px; }
 h1 { font-size:22px; margin:4px 0 2px; } h2 { font-size:15px; margin:0 0 10px; color:#333; }
 .sub { color:var(--muted); margin-bottom:16px; }
-.grid { display:grid; grid-template-columns: repeat(auto-fit, minmax(320px, 1fr)); gap:16px; }
+.grid { display:grid; grid-template-columns: minmax(260px, 1fr) minmax(420px, 2fr); gap:16px; }
+@media (max-width: 800px) { .grid { grid-template-columns: 1fr; } }
 .card { background:var(--card); border:1px solid var(--line); border-radius:8px; padding:16px 18px; margin-bottom:16px; }
 .big { font-size:30px; font-weight:650; font-variant-numeric: tabular-nums; }
 .note { color:var(--muted); font-size:12px; }
@@ -226,13 +227,13 @@ def _alerts_card(alerts: list[dict]) -> str:
 
 
 def _packages_card(packages: list[dict]) -> str:
-    rows = [f'<tr>{when(p["valid_from"])}{when(p["valid_until"])}{cell(p["tier"])}{cell(p["period"])}'
-            f'{num(p["credits_limit"])}{num(p["credits_used"])}{when(p["paid_at"])}'
+    rows = [f'<tr>{when(p["valid_from"])}{when(p["valid_until"])}{cell(p["tier"] + " " + p["period"])}'
+            f'{num(p["credits_limit"])}{when(p["paid_at"])}'
             f'<td class="num">{grouped(p["amount"]) if p["amount"] is not None else "–"} {escape(p["currency"] or "")}</td>'
             f'{cell(p["discount"])}{cell(p["opened_by"])}</tr>' for p in packages]
     return card("Packages and payments", table(
-        ["from", "until", "tier", "period", "pool", "used", "paid at", "amount", "discount", "by"], rows,
-        "no package", numeric=(4, 5, 7)), "packages")
+        ["from", "until", "package", "pool", "paid at", "amount", "discount", "by"], rows,
+        "no package", numeric=(3, 5)), "packages")
 
 
 def _quota_card(events: list[dict]) -> str:
@@ -296,8 +297,8 @@ def _account_link(account_id: str | None) -> str:
 
 def _exhausted_card(rows: list[dict]) -> str:
     body = [f'<tr>{_account_link(r["account_id"])}{when(r["at"])}{cell(r["tier"])}{num(r["credits_used"])}'
-            f'{num(r["credits_limit"])}{cell(r["cause_type"])}</tr>' for r in rows]
-    return card("Most recently exhausted", table(["account", "at", "tier", "used", "pool", "cause"], body,
+            f'{num(r["credits_limit"])}</tr>' for r in rows]
+    return card("Most recently exhausted", table(["account", "at", "tier", "used", "pool"], body,
                                                  "no exhaustion yet", numeric=(3, 4)), "exhausted")
 
 

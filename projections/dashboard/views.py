@@ -76,7 +76,14 @@ def _span_start(end: datetime, bucket: str) -> datetime:
 
 def usage_rows(connection: Connection, account_id: str, query: UsageQuery) -> list[dict]:
     rows = queries.usage(connection, account_id, query.start, query.end, query.bucket)
-    return [asdict(row) for row in rows]
+    return [row.fields() for row in rows]
+
+
+def usage_json(rows: list[dict]) -> list[dict]:
+    """The API's rows (the same conversions as `jsonable`, unrolled: a month is thousands of rows)."""
+    decimals = ("credits", "credits_offpeak", "credits_saved")  # canonical already (ExactDecimal): just spell
+    return [{**row, "bucket_start": instant_text(row["bucket_start"]),
+             **{name: format(row[name], "f") for name in decimals}} for row in rows]
 
 
 def credits(connection: Connection, account_id: str, status: dict | None) -> dict | None:
@@ -114,10 +121,11 @@ def _status_fields(status: dict) -> dict:
 
 
 def _pace_fields(pace) -> dict:
+    """The pace's figures; the derived decimals (the first hour of a window counts in part)
+    rounded to the micro-credit, the ledger's unit."""
     fields = asdict(pace)
-    fields["covered_hours"] = pace.covered_hours.quantize(MICRO)
-    fields["peak_equivalent_credits"] = pace.peak_equivalent_credits.quantize(MICRO)
-    fields["peak_equivalent_per_hour"] = pace.peak_equivalent_per_hour.quantize(MICRO)
+    for name in ("covered_hours", "credits", "credits_offpeak", "peak_equivalent_credits", "peak_equivalent_per_hour"):
+        fields[name] = getattr(pace, name).quantize(MICRO)
     return fields
 
 
