@@ -87,11 +87,10 @@ def stacked_bars(buckets: Sequence[datetime], series: dict[str, Sequence[Decimal
     slot = (WIDTH - 10 - left) / max(len(buckets), 1)
     body = _y_axis(top, left, plot_top, plot_height, unit)
     every = max(1, math.ceil(len(buckets) / 10))
+    if bucket == "hour":
+        body.extend(_offpeak_bands(buckets, left, slot, plot_top, plot_height))
     for i, start in enumerate(buckets):
         x = left + i * slot
-        if bucket == "hour" and start.hour >= 16:
-            body.append(f'<rect class="offpeak" x="{x:.1f}" y="{plot_top}" width="{slot:.1f}" '
-                        f'height="{plot_height}" fill="{OFFPEAK_FILL}"/>')
         if i % every == 0:
             body.append(f'<text x="{x + slot / 2:.1f}" y="{plot_top + plot_height + 16}" text-anchor="middle" '
                         f'fill="#555">{escape(_bucket_label(start, bucket, i == 0))}</text>')
@@ -104,6 +103,21 @@ def stacked_bars(buckets: Sequence[datetime], series: dict[str, Sequence[Decimal
                 f'stroke="#888"/>')
     body.extend(_legend(names, plot_top + plot_height + 38))
     return _svg(height, body, f"{unit} per {bucket}, stacked by model", "chart stacked")
+
+
+def _offpeak_bands(buckets: Sequence[datetime], left: float, slot: float, plot_top: int, plot_height: int) -> list[str]:
+    """One shaded band per run of consecutive off-peak hours (UTC 16:00-24:00)."""
+    bands, run_start = [], None
+    for i, start in enumerate([*buckets, None]):
+        offpeak = start is not None and start.hour >= 16
+        if offpeak and run_start is None:
+            run_start = i
+        elif not offpeak and run_start is not None:
+            bands.append(f'<rect class="offpeak" x="{left + run_start * slot:.1f}" y="{plot_top}" '
+                         f'width="{(i - run_start) * slot:.1f}" height="{plot_height}" fill="{OFFPEAK_FILL}" '
+                         f'data-hours="{i - run_start}"/>')
+            run_start = None
+    return bands
 
 
 def _stack(i: int, start: datetime, names: list[str], series: dict, x: float, slot: float, top: float,

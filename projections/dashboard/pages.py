@@ -66,9 +66,10 @@ def _attrs(ident: str | None, value) -> str:
     return " ".join(parts)
 
 
-def num(value, ident: str | None = None) -> str:
-    """A numeric cell: grouped text, exact data-value."""
-    return f'<td class="num" {_attrs(ident, value)}>{grouped(value)}</td>'
+def num(value, ident: str | None = None, places: int | None = None) -> str:
+    """A numeric cell: grouped text (rounded to `places` if given), exact data-value."""
+    shown = value if places is None or value is None else round(Decimal(value), places)
+    return f'<td class="num" {_attrs(ident, value)}>{grouped(shown)}</td>'
 
 
 def cell(text: object, ident: str | None = None) -> str:
@@ -137,8 +138,8 @@ def _pace_row(pace: dict, now: datetime) -> str:
     else:
         outcome = "no usage: no run-out"
     window = f'last {pace["window_hours"] // 24} d' if pace["window_hours"] >= 48 else f'last {pace["window_hours"]} h'
-    return (f'<tr>{cell(window)}{num(pace["covered_hours"])}{num(pace["credits"])}{num(pace["credits_offpeak"])}'
-            f'{num(pace["peak_equivalent_per_hour"])}<td id="run-out-{pace["window_hours"]}h" '
+    return (f'<tr>{cell(window)}{num(pace["covered_hours"], places=1)}{num(pace["credits"], places=0)}'
+            f'{num(pace["credits_offpeak"], places=0)}{num(pace["peak_equivalent_per_hour"], places=0)}<td id="run-out-{pace["window_hours"]}h" '
             f'data-value="{instant_text(pace["run_out_at"]) or ""}">{escape(outcome)}</td></tr>')
 
 
@@ -169,8 +170,16 @@ def _buckets(start: datetime, end: datetime, bucket: str) -> list[datetime]:
     return out
 
 
+def _by_credits(rows: list[dict]) -> list[str]:
+    """Models by credits in the range, biggest first (they get the first colours; free models last)."""
+    credits: dict[str, Decimal] = {}
+    for row in rows:
+        credits[row["model"]] = credits.get(row["model"], Decimal(0)) + row["credits"]
+    return sorted(credits, key=lambda model: (-credits[model], model))
+
+
 def _usage_card(account_id: str, rows: list[dict], start: datetime, end: datetime, bucket: str) -> str:
-    models = sorted({row["model"] for row in rows})
+    models = _by_credits(rows)
     buckets = _buckets(start, end, bucket)
     index = {at: i for i, at in enumerate(buckets)}
     series = {model: [Decimal(0)] * len(buckets) for model in models}
@@ -230,9 +239,9 @@ def _packages_card(packages: list[dict]) -> str:
     rows = [f'<tr>{when(p["valid_from"])}{when(p["valid_until"])}{cell(p["tier"] + " " + p["period"])}'
             f'{num(p["credits_limit"])}{when(p["paid_at"])}'
             f'<td class="num">{grouped(p["amount"]) if p["amount"] is not None else "–"} {escape(p["currency"] or "")}</td>'
-            f'{cell(p["discount"])}{cell(p["opened_by"])}</tr>' for p in packages]
+            f'{cell(p["discount"])}</tr>' for p in packages]
     return card("Packages and payments", table(
-        ["from", "until", "package", "pool", "paid at", "amount", "discount", "by"], rows,
+        ["from", "until", "package", "pool", "paid at", "amount", "discount"], rows,
         "no package", numeric=(3, 5)), "packages")
 
 

@@ -35,7 +35,8 @@ def test_stacked_bars_draw_each_model_value_and_a_legend():
     assert sum(Decimal(r.get("data-value")) for r in segments) == sum(range(24)) + 12
     assert {r.get("data-model") for r in segments} == {"pro", "lite"}  # zero values draw nothing
     assert [g.get("data-model") for g in root.iter(SVG + "g")] == ["pro", "free", "lite"]
-    assert len([r for r in root.iter(SVG + "rect") if r.get("class") == "offpeak"]) == 8  # UTC 16-24
+    bands = [r for r in root.iter(SVG + "rect") if r.get("class") == "offpeak"]
+    assert [band.get("data-hours") for band in bands] == ["8"]  # UTC 16-24, one band
 
 
 def test_stacked_bars_without_usage_say_so():
