@@ -26,7 +26,9 @@ is decided in the batch's transaction, then published to tokenplan.alerts (keyed
 account) and, when TOKENPLAN_WEBHOOK_URL is set, POSTed signed with HMAC-SHA-256 of
 TOKENPLAN_WEBHOOK_SECRET (header X-Tokenplan-Signature), retried with backoff.
 
-A progress line goes to stderr every TOKENPLAN_PROJECTOR_PROGRESS_S seconds.
+A progress line goes to stderr every TOKENPLAN_PROJECTOR_PROGRESS_S seconds; Prometheus
+metrics (tokenplan_projector_*) answer GET /metrics on 127.0.0.1:TOKENPLAN_PROJECTOR_METRICS_PORT
+(default 6071; 0: none; a port already taken is said on stderr and skipped).
 Exit codes: 0 stopped (Ctrl-C, SIGTERM, or idle with --idle-exit), 2 unusable settings."""
 
 

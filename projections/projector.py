@@ -12,6 +12,7 @@ import asyncio
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
@@ -23,6 +24,7 @@ from sqlalchemy import Engine
 from projections.alerts import ALERTS_TOPIC, Alert, mark_published, unpublished
 from projections.facts import Record
 from projections.fold import BatchResult, Fold
+from projections.metrics import ProjectorMetrics, serve
 from projections.settings import ProjectorSettings
 from projections.store import create_schema, load_offsets, open_engine
 from projections.webhooks import WebhookSender
@@ -77,7 +79,9 @@ class _SeekToStored(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned) -> None:
         stored = await asyncio.to_thread(self.projector.stored_offsets)
         for partition in assigned:
-            self.projector.consumer.seek(partition, stored.get((partition.topic, partition.partition), 0))
+            offset = stored.get((partition.topic, partition.partition), 0)
+            self.projector.next_offsets[(partition.topic, partition.partition)] = offset
+            self.projector.consumer.seek(partition, offset)
 
 
 class Projector:
@@ -93,6 +97,14 @@ class Projector:
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.webhooks: WebhookSender | None = None
+        #: (topic, partition) -> the next offset stored with the rows (the lag gauge's base).
+        self.next_offsets: dict[tuple[str, int], int] = {}
+        self.metrics = ProjectorMetrics(SOURCE_TOPICS, settings.thresholds)
+        self.metrics.register_scrape(self.lag_by_partition,
+                                     lambda: 0 if self.webhooks is None else self.webhooks.failed_attempts)
+        #: Called after each commit with the batch's records and the commit's wall-clock time
+        #: (time.time()); the bench measures fact -> row lag with it. None: nothing called.
+        self.on_commit: Callable[[list[Record], float], None] | None = None
 
     def say(self, text: str) -> None:
         print(text, file=self.out, flush=True)
@@ -140,6 +152,33 @@ class Projector:
         with self.engine.begin() as connection:  # rows and offsets commit together, or neither
             return self.fold.apply(connection, records)
 
+    def _fold_timed(self, records: list[Record]) -> tuple[BatchResult, float]:
+        """The fold and the wall-clock instant its transaction committed."""
+        result = self._fold(records)
+        return result, time.time()
+
+    def lag_by_partition(self) -> list[tuple[str, int, int]]:
+        """(topic short name, partition, high-water minus stored next offset) per assigned partition.
+
+        Read at scrape time: a partition not yet fetched (no high-water) or not yet sought
+        is left out rather than failing the scrape."""
+        consumer = self.consumer
+        if consumer is None:
+            return []
+        try:
+            assigned = sorted(consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
+        except Exception:
+            return []
+        lags = []
+        for partition in assigned:
+            highwater = consumer.highwater(partition)
+            stored = self.next_offsets.get((partition.topic, partition.partition))
+            if highwater is None or stored is None:
+                continue
+            lags.append((self.topics.get(partition.topic, partition.topic), partition.partition,
+                         max(highwater - stored, 0)))
+        return lags
+
     def _records(self, batch: dict) -> list[Record]:
         records = []
         for partition, messages in batch.items():
@@ -155,7 +194,13 @@ class Projector:
         records = self._records(batch)
         if not records:
             return 0
-        result = await asyncio.to_thread(self._fold, records)
+        began = time.perf_counter()
+        result, committed_at = await asyncio.to_thread(self._fold_timed, records)
+        self.metrics.batch_committed(result.folded, result.duplicates, [a.threshold for a in result.alerts],
+                                     time.perf_counter() - began)
+        self.next_offsets.update(result.offsets)
+        if self.on_commit is not None:
+            self.on_commit(records, committed_at)
         self.totals.add(result)
         await self._publish([(a.alert_id, a.account_id, a.body) for a in result.alerts])
         offsets = {TopicPartition(topic, partition): offset for (topic, partition), offset in result.offsets.items()}
@@ -185,6 +230,7 @@ class Projector:
                                          enable_idempotence=True, linger_ms=5)
         await self.producer.start()
         tasks: list[asyncio.Task] = []
+        server = await self._serve_metrics()
         try:
             await self._republish()
             if self.settings.webhook_url:
@@ -199,7 +245,22 @@ class Projector:
             for task in tasks:
                 await task
             await self.producer.stop()
+            if server is not None:
+                await server.cleanup()
         return self.totals
+
+    async def _serve_metrics(self):
+        """GET /metrics on settings.metrics_port (0: none). A taken port is said and skipped:
+        folding matters more than being scraped."""
+        if not self.settings.metrics_port:
+            return None
+        try:
+            runner = await serve(self.metrics, self.settings.metrics_port)
+        except OSError as error:
+            self.say(f"projector: no /metrics: port {self.settings.metrics_port} unusable ({error.strerror or error})")
+            return None
+        self.say(f"projector: metrics on http://127.0.0.1:{self.settings.metrics_port}/metrics")
+        return runner
 
     async def _consume(self, stop: asyncio.Event, idle_exit_s: float | None) -> None:
         self.consumer = AIOKafkaConsumer(

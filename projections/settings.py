@@ -23,6 +23,7 @@ DEFAULTS: dict[str, str] = {
     "TOKENPLAN_PROJECTOR_BATCH_MAX": "2000",
     "TOKENPLAN_PROJECTOR_POLL_MS": "500",
     "TOKENPLAN_PROJECTOR_PROGRESS_S": "10",
+    "TOKENPLAN_PROJECTOR_METRICS_PORT": "6071",
     "TOKENPLAN_SESSION_TIMEOUT_MS": "10000",
     "TOKENPLAN_ALERT_THRESHOLDS": "80,90,100",
     "TOKENPLAN_WEBHOOK_URL": "",
@@ -63,6 +64,9 @@ class ProjectorSettings:
     poll_ms: int = 500
     #: Seconds between progress lines.
     progress_s: float = 10.0
+    #: Port of GET /metrics (127.0.0.1); 0: no server. from_env's default is 6071; built
+    #: directly (tests, the bench) a projector serves no metrics unless given a port.
+    metrics_port: int = 0
     #: How soon the group notices a dead projector (the worker's variable and default).
     session_timeout_ms: int = 10000
     thresholds: tuple[int, ...] = (80, 90, 100)
@@ -99,6 +103,7 @@ class ProjectorSettings:
             batch_max=int(_env(env, "TOKENPLAN_PROJECTOR_BATCH_MAX")),
             poll_ms=int(_env(env, "TOKENPLAN_PROJECTOR_POLL_MS")),
             progress_s=float(_env(env, "TOKENPLAN_PROJECTOR_PROGRESS_S")),
+            metrics_port=int(_env(env, "TOKENPLAN_PROJECTOR_METRICS_PORT")),
             session_timeout_ms=int(_env(env, "TOKENPLAN_SESSION_TIMEOUT_MS")),
             thresholds=parse_thresholds(_env(env, "TOKENPLAN_ALERT_THRESHOLDS")),
             webhook_url=_env(env, "TOKENPLAN_WEBHOOK_URL"),
@@ -118,5 +123,7 @@ class ProjectorSettings:
             raise ValueError("TOKENPLAN_PROJECTOR_BATCH_MAX must be >= 1")
         if self.webhook_url and not self.webhook_secret:
             raise ValueError("TOKENPLAN_WEBHOOK_URL is set but TOKENPLAN_WEBHOOK_SECRET is not: bodies must be signed")
+        if not 0 <= self.metrics_port <= 65535:
+            raise ValueError("TOKENPLAN_PROJECTOR_METRICS_PORT must be a port (0..65535; 0: no metrics server)")
         if self.webhook_attempts_max < 1:
             raise ValueError("TOKENPLAN_WEBHOOK_ATTEMPTS_MAX must be >= 1")
