@@ -14,7 +14,10 @@ Sections (each repeated `rounds` times where it measures a rate; medians reporte
 5. replay: `tokenplan replay` of a file and of the ledger-log in Kafka.
 6. gateway (bench/gateway.py): the quota cache's decision in process, the gateway's
    added latency over upstream-sim, and exhaust -> the gateway's 429 as a client sees it.
-7. soak (not in the default sections: 10+ minutes): many max-plan accounts, a steady
+7. projections (bench/projections.py): the projector's records/s into SQLite (and
+   PostgreSQL when deploy/local-postgres starts) against the pipeline's rate, the lag
+   from a fact to its row under a steady load, and the dashboard API over a month of data.
+8. soak (not in the default sections: 10+ minutes): many max-plan accounts, a steady
    background load, the worker's RSS sampled from start to end, and whether it kept up.
 Figures only: nothing here asserts a time.
 """
@@ -57,8 +60,8 @@ class BenchConfig:
     exhaustions: int = 100
     load_rate: int = 5_000
     #: Which sections to run (`--sections`); the Markdown report needs pipeline, live
-    #: and replay (gateway and soak are optional: their rows appear when they ran).
-    sections: tuple[str, ...] = ("pipeline", "live", "replay", "gateway")
+    #: and replay (gateway, projections and soak are optional: their rows appear when they ran).
+    sections: tuple[str, ...] = ("pipeline", "live", "replay", "gateway", "projections")
     lookup_seconds: float = 10.0
     lookup_concurrency: int = 16
     replay_events: int = 1_000_000
@@ -87,6 +90,17 @@ class BenchConfig:
     gateway_latency_ms: int = 20
     gateway_cache_keys: int = 100_000
     gateway_decisions: int = 100_000
+    #: Projections section (bench/projections.py): accounts and usage events loaded, the
+    #: steady load of the lag measure (events/s, seconds), the dashboard's month of data
+    #: (days x 24 hours x models) and requests per endpoint, and whether to try PostgreSQL.
+    projections_accounts: int = 1_000
+    projections_events: int = 20_000
+    projections_rate: int = 500
+    projections_seconds: float = 10.0
+    projections_dashboard_days: int = 30
+    projections_dashboard_models: int = 4
+    projections_dashboard_requests: int = 500
+    projections_postgres: bool = True
     work_dir: Path = Path(tempfile.gettempdir()) / "tokenplan-bench"
 
 
@@ -783,6 +797,15 @@ async def run_all(config: BenchConfig, log) -> dict:
                                   config.gateway_parallel, config.gateway_latency_ms, config.gateway_cache_keys,
                                   config.gateway_decisions)
         report["gateway"] = await gateway_section(config.bootstrap, config.work_dir, sizes, log)
+    if "projections" in config.sections:
+        from bench.projections import ProjectionsBenchSizes, projections_section
+
+        sizes = ProjectionsBenchSizes(config.projections_accounts, config.projections_events, config.projections_rate,
+                                      config.projections_seconds, config.projections_dashboard_days,
+                                      config.projections_dashboard_models, config.projections_dashboard_requests,
+                                      config.projections_postgres)
+        report["projections"] = await projections_section(config.bootstrap, config.work_dir, sizes, log,
+                                                          (report.get("pipeline") or {}).get("events_per_s"))
     if "soak" in config.sections:
         report["soak"] = await soak(config, log, config.soak_rate or soak_rate)
     report["finished_at"] = stamp(datetime.now(timezone.utc))

@@ -25,7 +25,7 @@ Apache Kafka {m["kafka"]} (deploy/local-kafka, on the same machine as everything
 | lookup throughput ({lookup["concurrency"]} concurrent clients) | {lookup["requests_per_s"]:,.0f} requests/s | |
 {_light_row(report.get("lookup_light"))}| replay from a file ({rf["events"]:,} events) | {rf["events_per_s"]:,.0f} events/s | >= 60,000 events/s |
 {_parallel_rows(rf)}| replay from Kafka ({rk["events"]:,} events) | {rk["events_per_s"]:,.0f} events/s | |
-{_gateway_rows(report.get("gateway"))}{_soak_rows(report.get("soak"))}"""
+{_gateway_rows(report.get("gateway"))}{_projections_rows(report.get("projections"))}{_soak_rows(report.get("soak"))}"""
 
 
 def _parallel_rows(replay_file: dict) -> str:
@@ -100,6 +100,46 @@ def _gateway_rows(gateway: dict | None) -> str:
              f"| same: exhausting reply -> first 429 `exhausted` (the worker's status in the gateway's cache) | "
              f"p50 {_ms(exhausted['p50_ms'])}, p99 {_ms(exhausted['p99_ms'])}, max {_ms(exhausted['max_ms'])} over "
              f"{exhausted['count']} ({s['timeouts']} timeouts of 10 s) | |\n")
+    return rows
+
+
+def _projections_rows(projections: dict | None) -> str:
+    """The projections section (bench/projections.py): projector rate, fact -> row lag, dashboard API."""
+    if projections is None:
+        return ""
+    load, through, lag, dash = (projections["load"], projections["throughput"], projections["lag"],
+                                projections["dashboard"])
+    pipeline = through.get("pipeline_events_per_s")
+    rows = ""
+    for name in ("sqlite", "postgresql"):
+        run = through.get(name) or {}
+        label = "SQLite" if name == "sqlite" else "PostgreSQL (deploy/local-postgres)"
+        if "skipped" in run:
+            rows += f"| projector into {label} | skipped: {run['skipped']} | |\n"
+            continue
+        ratio = through.get(f"{name}_to_pipeline")
+        versus = (f", **{ratio:.2f}x** the pipeline's {pipeline:,.0f} events/s" if ratio is not None and pipeline
+                  else "; the pipeline section did not run: no ratio")
+        rate = "n/a" if run.get("events_per_s") is None else f"{run['events_per_s']:,.0f} records/s"
+        fold = "" if run.get("fold_events_per_s") is None else f", fold alone {run['fold_events_per_s']:,.0f}/s"
+        rows += (f"| projector into {label}: the facts of {load['accounts']:,} accounts and {load['usage_facts']:,} "
+                 f"usage events ({run['records']:,} records of the four fact topics, {run['batches']} batches of at "
+                 f"most {run['batch_max']:,}) | {rate}{fold}{versus} | keeps up with the pipeline |\n")
+    every, usage = lag["all_facts"], lag["usage_facts"]
+    rows += (f"| projector lag, fact -> row (Kafka record time -> commit of its batch), usage at "
+             f"{lag['rate_target']:,}/s for {lag['seconds']:g} s, projector live with its defaults | "
+             f"p50 {_ms(every['p50_ms'])}, **p99 {_ms(every['p99_ms'])}**, max {_ms(every['max_ms'])} over "
+             f"{every['count']:,} facts (usage facts: p99 {_ms(usage['p99_ms'])}, {lag['usage_facts_folded']:,} of "
+             f"{lag['usage_events_sent']:,}) | |\n")
+    for name, what in (("usage", "`GET /api/accounts/{id}/usage?bucket=hour` (the month)"),
+                       ("forecast", "`GET /api/accounts/{id}/forecast`")):
+        timing = dash[name]
+        extra = ", ".join(([f"{timing['bytes']:,} B"] if "bytes" in timing else [])
+                          + ([f"{timing['rows']:,} rows"] if "rows" in timing else []))
+        rows += (f"| dashboard API {what}, one account with {dash['days']} days x 24 h x {dash['models']} models "
+                 f"of hourly usage (SQLite, 1 request in flight; `{dash['provider'].split(' ')[0]}`) | "
+                 f"p50 {_ms(timing['p50_ms'])}, **p99 {_ms(timing['p99_ms'])}**, max {_ms(timing['max_ms'])} over "
+                 f"{timing['count']:,}{' (' + extra + ')' if extra else ''} | |\n")
     return rows
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import orjson
 
-HELP = "benchmark: raw-client baseline, pipeline, stop-service latency, lookups, replay, gateway, soak (writes a report)"
+HELP = ("benchmark: raw-client baseline, pipeline, stop-service latency, lookups, replay, gateway, projections, soak "
+        "(writes a report)")
 DESCRIPTION = """\
 Runs the sections of bench/pipeline.py against the broker at
 KAFKA_BOOTSTRAP_SERVERS (started with deploy/local-kafka when none answers, and stopped
@@ -17,12 +18,18 @@ afterwards), in fresh topic namespaces, and writes the figures as JSON (--out) a
 Markdown (--markdown). The gateway section (bench/gateway.py) times the quota cache's
 decision in process, then runs a worker, upstream-sim and the gateway: the gateway's
 added latency at --gateway-concurrency requests in flight, and exhaust -> 429 as a client
-sees it. The soak section (RSS over --soak-seconds, 10 minutes by default)
+sees it. The projections section (bench/projections.py) loads a worker, times the
+projector folding its facts into SQLite (and PostgreSQL when deploy/local-postgres
+starts) against the pipeline's rate, the lag from a fact to its row under a steady load
+(--projections-rate for --projections-seconds), and the dashboard API over one account's
+month of hourly data. The soak section (RSS over --soak-seconds, 10 minutes by default)
 runs only when named in --sections. --smoke runs tiny sizes of every section, soak
 included, to keep the code from rotting (make test does); its figures mean nothing.
 Not a test: nothing asserts a time."""
-SECTIONS = ("pipeline", "live", "replay", "gateway", "soak")
-#: The sections the Markdown report needs (gateway and soak rows are added when they ran).
+SECTIONS = ("pipeline", "live", "replay", "gateway", "projections", "soak")
+#: The sections run when --sections is not given (--smoke: all of them).
+DEFAULT_SECTIONS = ("pipeline", "live", "replay", "gateway", "projections")
+#: The sections the Markdown report needs (gateway, projections and soak rows are added when they ran).
 MARKDOWN_SECTIONS = {"pipeline", "live", "replay"}
 
 
@@ -38,8 +45,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--sections", default=None,
                         help="comma-separated sections after the baseline: pipeline (with changelog bytes), live "
                              "(stop-service and lookups), replay, gateway (overhead, stop-service through it, cache "
-                             "decision), soak (default pipeline,live,replay,gateway; with --smoke all five; the Markdown "
-                             "report needs pipeline, live and replay)")
+                             "decision), projections (projector rate, fact -> row lag, dashboard API), soak (default "
+                             "pipeline,live,replay,gateway,projections; with --smoke all six; the Markdown report needs "
+                             "pipeline, live and replay)")
     parser.add_argument("--soak-seconds", type=float, help="soak: duration of the background load (default 600)")
     parser.add_argument("--soak-accounts", type=int, help="soak: accounts that buy a max plan first (default 20000)")
     parser.add_argument("--soak-rate", type=int,
@@ -55,6 +63,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="gateway: requests sent direct to upstream-sim and as many through the gateway (default 2000)")
     parser.add_argument("--gateway-exhaustions", type=int,
                         help="gateway: accounts exhausted through the gateway, each timed to its 429 (default 100)")
+    parser.add_argument("--projections-accounts", type=int,
+                        help="projections: accounts that buy a max plan (default 1000)")
+    parser.add_argument("--projections-events", type=int,
+                        help="projections: usage events the worker applies before the projector folds (default 20000)")
+    parser.add_argument("--projections-rate", type=int,
+                        help="projections: usage events/s of the steady load while the lag is measured (default 500)")
+    parser.add_argument("--projections-seconds", type=float,
+                        help="projections: seconds of that load (default 10)")
+    parser.add_argument("--dashboard-requests", type=int, dest="projections_dashboard_requests",
+                        help="projections: timed requests per dashboard API endpoint (default 500)")
     parser.add_argument("--changelog-method", choices=("auto", "consume"),
                         help="changelog bytes: the broker's partition sizes, falling back to consuming the records "
                              "(auto, default), or always consume")
@@ -74,13 +92,16 @@ def config_from(args: argparse.Namespace, bootstrap: str):
                              steady_events_per_account=20, steady_wait_seconds=60.0, soak_seconds=5.0,
                              soak_accounts=50, soak_sample_seconds=2.0, gateway_concurrency=8, gateway_requests=80,
                              gateway_exhaustions=4, gateway_parallel=2, gateway_cache_keys=2_000,
-                             gateway_decisions=2_000)
+                             gateway_decisions=2_000, projections_accounts=20, projections_events=300,
+                             projections_rate=100, projections_seconds=2.0, projections_dashboard_days=2,
+                             projections_dashboard_requests=20)
     for name in ("events", "rounds", "exhaustions", "load_rate", "replay_events", "soak_seconds", "soak_accounts",
                  "soak_rate", "busy_accounts", "steady_events_per_account", "changelog_method",
-                 "gateway_concurrency", "gateway_requests", "gateway_exhaustions"):
+                 "gateway_concurrency", "gateway_requests", "gateway_exhaustions", "projections_accounts",
+                 "projections_events", "projections_rate", "projections_seconds", "projections_dashboard_requests"):
         if getattr(args, name) is not None:
             setattr(config, name, getattr(args, name))
-    default_sections = ",".join(SECTIONS) if args.smoke else "pipeline,live,replay,gateway"
+    default_sections = ",".join(SECTIONS if args.smoke else DEFAULT_SECTIONS)
     sections = tuple(name.strip() for name in (args.sections or default_sections).split(",") if name.strip())
     unknown = set(sections) - set(SECTIONS)
     if unknown:
@@ -107,5 +128,5 @@ def run(args: argparse.Namespace) -> int:
     elif markdown:
         Path(markdown).write_text(render_markdown(report))
     print(orjson.dumps({k: report[k] for k in ("baseline", "pipeline", "stop_service", "lookup", "lookup_light", "replay_file",
-                                               "replay_kafka", "gateway", "soak") if k in report}).decode())
+                                               "replay_kafka", "gateway", "projections", "soak") if k in report}).decode())
     return 0

@@ -50,5 +50,23 @@ def test_bench_smoke_reports_every_section(kafka_bootstrap, tmp_path):
     assert gateway["overhead"]["direct"]["count"] > 0 and gateway["overhead"]["gateway"]["count"] > 0
     assert gateway["stop"]["exhausted_refusal"]["count"] + gateway["stop"]["timeouts"] >= 1
     assert gateway["stop"]["served_polls"] == 0, "no request is served after the gateway refused the account"
+    # The projections section: the projector's rate (SQLite; PostgreSQL or the reason it was skipped)
+    # against the pipeline's, the fact -> row lag with the live projector's /metrics, the dashboard API.
+    projections = report["projections"]
+    assert projections["load"]["complete"] is True
+    sqlite = projections["throughput"]["sqlite"]
+    assert sqlite["complete"] is True and sqlite["records"] == sqlite["expected"] > 0 and sqlite["events_per_s"] > 0
+    postgresql = projections["throughput"]["postgresql"]
+    assert "skipped" in postgresql or postgresql["records"] == sqlite["records"]
+    assert projections["throughput"]["pipeline_events_per_s"] == report["pipeline"]["events_per_s"]
+    assert projections["throughput"]["sqlite_to_pipeline"] > 0
+    lag = projections["lag"]
+    assert lag["complete"] is True and lag["usage_facts_folded"] == lag["usage_events_sent"] > 0
+    assert lag["all_facts"]["count"] >= lag["usage_facts"]["count"] > 0 and lag["all_facts"]["p99_ms"] is not None
+    assert lag["metrics"]["batches"] > 0 and lag["metrics"]["facts_applied"] >= lag["usage_facts_folded"]
+    dashboard = projections["dashboard"]
+    for name in ("usage", "forecast"):
+        assert dashboard[name]["count"] > 0 and dashboard[name]["p99_ms"] > 0
     text = markdown.read_text()
     assert "| pipeline: worker" in text and "| changelog bytes" in text and "| soak:" in text
+    assert "| projector into SQLite" in text and "| projector lag, fact -> row" in text and "| dashboard API" in text
