@@ -223,15 +223,20 @@ async def live_lag(bootstrap: str, ns: Namespace, url: str, sizes: ProjectionsBe
                           out=io.StringIO())
     lags: list[float] = []
     usage_lags: list[float] = []
+    batch_records: list[int] = []
     phase = {"start_ms": float("inf")}
 
     def on_commit(records, committed_at: float) -> None:  # once per batch
         at_ms = committed_at * 1000
+        counted = 0
         for record in records:
             if record.timestamp_ms >= phase["start_ms"]:
+                counted += 1
                 lags.append(at_ms - record.timestamp_ms)
                 if record.kind == "balance-changed" and USAGE_MARKER in (record.value or b""):
                     usage_lags.append(at_ms - record.timestamp_ms)
+        if counted:
+            batch_records.append(counted)
     projector.on_commit = on_commit
     stop = asyncio.Event()
     task = asyncio.create_task(projector.run(stop))
@@ -241,6 +246,7 @@ async def live_lag(bootstrap: str, ns: Namespace, url: str, sizes: ProjectionsBe
         while not caught_up(projector, ends) and not task.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         phase["start_ms"] = time.time() * 1000
+        load_before = os.getloadavg()[0]
         # A subprocess the loop waits for without blocking: the projector runs in this loop meanwhile.
         load = await asyncio.create_subprocess_exec(
             sys.executable, "-c", LOAD_SCRIPT, bootstrap, ns.topic("usage"), str(sizes.rate), str(sizes.seconds),
@@ -270,6 +276,10 @@ async def live_lag(bootstrap: str, ns: Namespace, url: str, sizes: ProjectionsBe
     return {"rate_target": sizes.rate, "seconds": sizes.seconds, "usage_events_sent": sent,
             "usage_facts_folded": len(usage_lags), "complete": len(usage_lags) >= sent,
             "batch_max": projector.settings.batch_max, "poll_ms": projector.settings.poll_ms,
+            "batches": len(batch_records), "batch_records_max": max(batch_records, default=0),
+            # The machine's 1-minute load average at the start and end of the load (2 cores: above
+            # 2 the processes wait for a core, and the lag shows it).
+            "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "all_facts": summary_ms(lags), "usage_facts": summary_ms(usage_lags), "metrics": scraped}
 
 

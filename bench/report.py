@@ -124,13 +124,13 @@ def _projections_rows(projections: dict | None) -> str:
         fold = "" if run.get("fold_events_per_s") is None else f", fold alone {run['fold_events_per_s']:,.0f}/s"
         rows += (f"| projector into {label}: the facts of {load['accounts']:,} accounts and {load['usage_facts']:,} "
                  f"usage events ({run['records']:,} records of the four fact topics, {run['batches']} batches of at "
-                 f"most {run['batch_max']:,}) | {rate}{fold}{versus} | keeps up with the pipeline |\n")
+                 f"most {run['batch_max']:,}) | {rate}{fold}{versus} | |\n")
     every, usage = lag["all_facts"], lag["usage_facts"]
     rows += (f"| projector lag, fact -> row (Kafka record time -> commit of its batch), usage at "
              f"{lag['rate_target']:,}/s for {lag['seconds']:g} s, projector live with its defaults | "
              f"p50 {_ms(every['p50_ms'])}, **p99 {_ms(every['p99_ms'])}**, max {_ms(every['max_ms'])} over "
              f"{every['count']:,} facts (usage facts: p99 {_ms(usage['p99_ms'])}, {lag['usage_facts_folded']:,} of "
-             f"{lag['usage_events_sent']:,}) | |\n")
+             f"{lag['usage_events_sent']:,}{_load_note(lag)}) | |\n")
     for name, what in (("usage", "`GET /api/accounts/{id}/usage?bucket=hour` (the month)"),
                        ("forecast", "`GET /api/accounts/{id}/forecast`")):
         timing = dash[name]
@@ -141,6 +141,11 @@ def _projections_rows(projections: dict | None) -> str:
                  f"p50 {_ms(timing['p50_ms'])}, **p99 {_ms(timing['p99_ms'])}**, max {_ms(timing['max_ms'])} over "
                  f"{timing['count']:,}{' (' + extra + ')' if extra else ''} | |\n")
     return rows
+
+
+def _load_note(lag: dict) -> str:
+    load = lag.get("load_average")
+    return f"; {lag['batches']} batches, load average {load[0]} -> {load[1]}" if load and "batches" in lag else ""
 
 
 def _soak_rows(soak: dict | None) -> str:
