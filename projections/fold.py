@@ -23,6 +23,7 @@ from sqlalchemy import Connection, delete, select, update
 
 from projections.alerts import Alert, Arm, decide
 from projections.facts import (BalanceFact, DeadLetter, QuotaFact, Record, StatusRecord, decode, hour_start)
+from projections.policy import POLICY_KINDS, PolicyBatch, decode_policy, policy_fact_id
 from projections.store import load_offsets, save_offsets, upsert, upsert_add
 from projections.tables import (alert_arms, alerts, applied_events, balance_timeline, dead_letter_reasons,
                                 dead_letters, fleet_usage_hourly, package_history, quota_events, quota_status,
@@ -63,7 +64,7 @@ def _fact_id(fact: object) -> str | None:
         return fact.event_id
     if isinstance(fact, DeadLetter):
         return fact.dead_letter_id
-    return None  # quota-status records: the latest wins, nothing to count twice
+    return policy_fact_id(fact)  # quota-status records (and policy inputs not folded): nothing to count twice
 
 
 class _Batch:
@@ -84,6 +85,7 @@ class _Batch:
         self.dead: list[dict] = []
         self.status: dict[str, dict | None] = {}
         self.alerts: list[Alert] = []
+        self.policy = PolicyBatch()
 
     # -- balance.changed -------------------------------------------------------------------
     def balance(self, fact: BalanceFact, record: Record) -> None:
@@ -220,7 +222,7 @@ class Fold:
         decoded = []
         for record in records:
             try:
-                decoded.append((record, decode(record)))
+                decoded.append((record, decode_policy(record) if record.kind in POLICY_KINDS else decode(record)))
             except _UNUSABLE as error:
                 result.unusable += 1
                 log.warning("projector: unusable record %s[%d]@%d skipped: %s", record.topic, record.partition,
@@ -237,6 +239,8 @@ class Fold:
             batch.dead_letter(fact, record)
         elif isinstance(fact, StatusRecord):
             batch.status_record(fact, record)
+        else:
+            batch.policy.add(fact, record)
 
     @staticmethod
     def _already_applied(connection: Connection, identifiers: list[str]) -> set[str]:
@@ -268,6 +272,7 @@ class Fold:
         self._write_dead_letters(connection, batch.dead)
         self._write_status(connection, batch.status)
         self._write_alerts(connection, batch)
+        batch.policy.write(connection)
 
     @staticmethod
     def _write_packages(connection: Connection, batch: _Batch) -> None:

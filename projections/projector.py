@@ -31,8 +31,9 @@ from projections.webhooks import WebhookSender
 
 __all__ = ["Projector", "Totals", "SOURCE_TOPICS"]
 
-#: The out-topics folded (short names; schemas.topics.ALL_OUTPUTS).
-SOURCE_TOPICS = ("balance-changed", "quota-exhausted", "quota-status", "rejected")
+#: The topics folded (short names): the ledger's out-topics (schemas.topics.ALL_OUTPUTS), the usage
+#: policy's violations (POLICY) and its facts (POLICY_FACTS; see projections.policy).
+SOURCE_TOPICS = ("balance-changed", "quota-exhausted", "quota-status", "rejected", "policy", "policy-facts")
 #: How soon the consumer notices topics created after it started (the worker creates them).
 METADATA_MAX_AGE_MS = 5000
 

@@ -229,9 +229,73 @@ webhook_deliveries = Table(
     comment="operational: webhook delivery state per alert (the operator page shows failures)",
 )
 
+policy_events = Table(
+    "policy_events", metadata,
+    Column("event_id", String(ID), primary_key=True, comment="the PolicyFact's event_id ({cause}:{type})"),
+    Column("account_id", String(NAME), nullable=False, comment="the key's account"),
+    Column("key_id", String(NAME), nullable=False, comment="the API key it is about"),
+    Column("type", String(32), nullable=False, comment="policy.warning, key.suspended or key.reinstated"),
+    Column("at", UtcDateTime, nullable=False, comment="occurred_at of the cause (a violation or a reinstatement)"),
+    Column("cause_event_id", String(ID), nullable=False, comment="the policy input that caused it"),
+    Column("violations", Integer, nullable=False, comment="non-coding requests of the key inside the window then"),
+    Column("window_s", Integer, nullable=False, comment="the policy's window, in seconds"),
+    Column("rules", Text, nullable=False, comment='JSON object {rule: count} of those requests (sorted keys)'),
+    Column("request_event_ids", Text, nullable=False,
+           comment="JSON array of the requests' usage event ids that triggered it (as the worker listed them)"),
+    Column("message", Text, nullable=False, comment="the fact's message (what the customer is told)"),
+    Column("fact_partition", Integer, nullable=False, comment="partition of policy-facts it was read from"),
+    Column("fact_offset", BigInteger, nullable=False, comment="its offset (orders one account's facts)"),
+    Index("ix_policy_events_account", "account_id", "key_id", "fact_offset"),
+    comment="every policy fact (tokenplan.policy-facts): warnings, suspensions, reinstatements",
+)
+
+policy_key_state = Table(
+    "policy_key_state", metadata,
+    Column("key_id", String(NAME), primary_key=True, comment="the API key"),
+    Column("account_id", String(NAME), nullable=False, comment="its account"),
+    Column("status", String(16), nullable=False, comment="suspended or active (after a reinstatement)"),
+    Column("changed_at", UtcDateTime, nullable=False, comment="at of the fact that set it"),
+    Column("event_id", String(ID), nullable=False, comment="that key.suspended / key.reinstated fact"),
+    Column("message", Text, nullable=False, comment="its message"),
+    Column("fact_partition", Integer, nullable=False, comment="its partition of policy-facts"),
+    Column("fact_offset", BigInteger, nullable=False, comment="its offset"),
+    Index("ix_policy_key_state_status", "status", "changed_at"),
+    comment="per key, the latest key.suspended / key.reinstated fact (warnings change no state; "
+            "a key without a row is active)",
+)
+
+policy_violations_hourly = Table(
+    "policy_violations_hourly", metadata,
+    Column("account_id", String(NAME), primary_key=True, comment="the key's account"),
+    Column("key_id", String(NAME), primary_key=True, comment="the API key"),
+    Column("rule", String(ID), primary_key=True, comment="the classification rule that matched"),
+    Column("hour_start", UtcDateTime, primary_key=True, comment="UTC hour of the violation's occurred_at"),
+    Column("count", BigInteger, nullable=False, comment="policy.violation events in the hour"),
+    comment="non-coding requests (tokenplan.policy's policy.violation) per account x key x rule x hour",
+)
+
+policy_violations_recent = Table(
+    "policy_violations_recent", metadata,
+    Column("event_id", String(ID), primary_key=True, comment="the policy.violation's event_id"),
+    Column("account_id", String(NAME), nullable=False, comment="the key's account"),
+    Column("key_id", String(NAME), nullable=False, comment="the API key"),
+    Column("at", UtcDateTime, nullable=False, comment="occurred_at of the request"),
+    Column("request_event_id", String(ID), nullable=False, comment="the usage event id of the request"),
+    Column("rule", String(ID), nullable=False, comment="the classification rule that matched"),
+    Column("rules_version", String(100), nullable=False, comment="the gateway's rules version"),
+    Column("tool", Text, comment="the tool the gateway recognised, if any"),
+    Column("client", String(NAME * 4), comment="the client (User-Agent) as the gateway reported it"),
+    Column("fact_partition", Integer, nullable=False, comment="partition of tokenplan.policy"),
+    Column("fact_offset", BigInteger, nullable=False, comment="its offset"),
+    Index("ix_policy_violations_recent_key", "key_id", "at"),
+    comment="the latest violations of each key (at most projections.policy.RECENT_PER_KEY, latest = greatest "
+            "at, then partition, offset, event_id)",
+)
+
 #: Pure functions of the out-topics (compared by the re-projection test).
 READ_MODELS: tuple[Table, ...] = (
     projector_offsets, applied_events, usage_hourly, fleet_usage_hourly, balance_timeline, package_history,
-    quota_events, dead_letters, dead_letter_reasons, quota_status, alert_arms)
+    quota_events, dead_letters, dead_letter_reasons, quota_status, alert_arms, policy_events, policy_key_state,
+    policy_violations_hourly, policy_violations_recent)
 #: What was sent: depends on when Kafka and the webhook answered.
 OPERATIONAL: tuple[Table, ...] = (alerts, webhook_deliveries)

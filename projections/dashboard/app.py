@@ -27,7 +27,7 @@ __all__ = ["Dashboard", "build_app"]
 
 T = TypeVar("T")
 #: The projector's source topics (short names): the operator page lists them even before data.
-SOURCE_TOPICS = ("balance-changed", "quota-exhausted", "quota-status", "rejected")
+SOURCE_TOPICS = ("balance-changed", "quota-exhausted", "quota-status", "rejected", "policy", "policy-facts")
 DASHBOARD = web.AppKey("dashboard", object)
 NOT_READY = ("the projection tables are not readable (has `tokenplan projector` run against this database?)")
 
@@ -169,6 +169,13 @@ async def api_forecast(request: web.Request) -> web.Response:
     return _not_found(account_id) if result is None else json_response(result)
 
 
+async def api_policy(request: web.Request) -> web.Response:
+    dashboard, account_id = _dashboard(request), request.match_info["account_id"]
+    now = dashboard.now()
+    result = await dashboard.read(lambda c: views.policy_view(c, account_id, now))
+    return _not_found(account_id) if result is None else json_response(result)
+
+
 async def api_fleet(request: web.Request) -> web.Response:
     dashboard = _dashboard(request)
     now = dashboard.now()
@@ -191,7 +198,8 @@ def _account_data(connection: Connection, account_id: str, query: views.UsageQue
             "usage": views.usage_rows(connection, account_id, query), "start": query.start, "end": query.end,
             "bucket": query.bucket, "totals": queries.totals(connection, account_id, status.get("valid_from")),
             "charges": queries.recent_charges(connection, account_id), "alerts": queries.recent_alerts(connection, account_id),
-            "packages": queries.packages(connection, account_id), "quota": queries.quota_history(connection, account_id)}
+            "packages": queries.packages(connection, account_id), "quota": queries.quota_history(connection, account_id),
+            "policy": views.policy_view(connection, account_id, now)}
 
 
 def _footer(dashboard: Dashboard, now: datetime) -> str:
@@ -233,6 +241,7 @@ def build_app(dashboard: Dashboard, sampler: bool = True) -> web.Application:
     app.router.add_get("/api/accounts/{account_id}", api_account)
     app.router.add_get("/api/accounts/{account_id}/usage", api_usage)
     app.router.add_get("/api/accounts/{account_id}/forecast", api_forecast)
+    app.router.add_get("/api/accounts/{account_id}/policy", api_policy)
     app.router.add_get("/api/fleet", api_fleet)
     app.router.add_get("/health", health)
     if sampler:

@@ -39,6 +39,10 @@ tr.total td { font-weight:600; border-top:2px solid var(--line); }
 .badge { display:inline-block; padding:1px 8px; border-radius:10px; font-size:12px; font-weight:600; color:#fff; background:#7F7F7F; }
 .badge.active { background:#009E73; } .badge.exhausted { background:#D55E00; } .badge.expired { background:#7F7F7F; }
 .badge.failed { background:#D55E00; } .badge.pending { background:#E69F00; }
+.badge.suspended { background:#D55E00; } .badge.policy-warning { background:#E69F00; }
+.badge.key-suspended { background:#D55E00; } .badge.key-reinstated { background:#009E73; }
+h3 { font-size:14px; margin:14px 0 6px; } details summary { cursor:pointer; color:var(--muted); margin:6px 0; }
+code { font-size:12px; } .card .scroll + .scroll { margin-top:10px; }
 .tabs a { margin-right:10px; } .tabs a.on { font-weight:700; color:var(--ink); text-decoration:none; }
 a { color:var(--accent); }
 .empty { color:var(--muted); font-style:italic; }
@@ -252,16 +256,72 @@ def _quota_card(events: list[dict]) -> str:
                                                       "never exhausted", numeric=(4, 5)), "quota")
 
 
+def _requests_cell(fact: dict, shown: int = 5) -> str:
+    """The first request event ids that triggered a fact, and how many there were."""
+    ids = fact["request_event_ids"]
+    listed = ", ".join(f"<code>{escape(i)}</code>" for i in ids[:shown])
+    more = f' <span class="note">+ {len(ids) - shown} more</span>' if len(ids) > shown else ""
+    count = f'<span id="policy-requests-{escape(fact["event_id"])}" data-value="{fact["requests"]}">{fact["requests"]}</span>'
+    return f'<td style="white-space:normal">{count}{": " + listed if ids else ""}{more}</td>'
+
+
+def _rules_text(rules: dict[str, int]) -> str:
+    return ", ".join(f"{rule} × {grouped(count)}" for rule, count in sorted(rules.items(), key=lambda r: (-r[1], r[0])))
+
+
+def _policy_key(key: dict) -> str:
+    ident = key["key_id"]
+    since = (f' since {short_instant(key["changed_at"])}' if key["changed_at"] is not None else "")
+    head = (f'<h3>{escape(ident)} {badge(key["status"], "policy-status-" + ident)}<span class="note">{since}</span>'
+            f'</h3>')
+    rules = [f'<tr>{cell(rule)}{num(count, f"policy-rule-{ident}-{rule}")}</tr>'
+             for rule, count in sorted(key["violations_by_rule_24h"].items(), key=lambda r: (-r[1], r[0]))]
+    total = (f'<p>Non-coding requests in the last 24 h: <b {_attrs("policy-violations-24h-" + ident, key["violations_24h"])}>'
+             f'{grouped(key["violations_24h"])}</b></p>')
+    by_rule = table(["rule", "requests"], rules, "none in the last 24 h", numeric=(1,)) if rules else ""
+    facts = [f'<tr>{when(f["at"])}<td><span class="badge {escape(f["type"].replace(".", "-"))}">{escape(f["type"])}'
+             f'</span></td>{num(f["violations"])}<td style="white-space:normal">{escape(_rules_text(f["rules"]))}</td>'
+             f'{_requests_cell(f)}<td style="white-space:normal">{escape(f["message"])}</td></tr>' for f in key["facts"]]
+    history = table(["at", "fact", "violations", "rules", "triggering requests", "message"], facts,
+                    "no warning or suspension", numeric=(2,))
+    recent = [f'<tr>{when(v["at"])}<td><code>{escape(v["request_event_id"])}</code></td>{cell(v["rule"])}'
+              f'{cell(v["client"])}</tr>' for v in key["recent_violations"]]
+    latest = ""
+    if recent:
+        latest = (f'<details><summary>latest {len(recent)} non-coding requests</summary>'
+                  + table(["at", "request", "rule", "client"], recent, "") + "</details>")
+    return head + total + by_rule + history + latest
+
+
+def _suspended_note(policy: dict | None) -> str:
+    if not policy or not policy["suspended"]:
+        return ""
+    return f' · <a href="#policy">{policy["suspended"]} key(s) suspended</a> for non-coding use'
+
+
+def _policy_card(policy: dict | None) -> str:
+    if policy is None or not policy["keys"]:
+        return card("Usage policy", '<p class="empty">no non-coding request seen for this account\'s keys</p>',
+                    "policy")
+    keys = policy["keys"]
+    summary = (f'<p><span {_attrs("policy-keys", len(keys))}>{len(keys)}</span> key(s) with violations or policy '
+               f'facts, <b {_attrs("policy-suspended", policy["suspended"])}>{policy["suspended"]}</b> suspended.</p>')
+    note = ('<p class="note">state: the latest key.suspended / key.reinstated fact of the key (tokenplan.policy-facts); '
+            f'violations: policy.violation events (tokenplan.policy) over {short_instant(policy["from"])} – '
+            f'{short_instant(policy["to"])}; JSON: /api/accounts/ID/policy.</p>')
+    return card("Usage policy", summary + "".join(_policy_key(key) for key in keys) + note, "policy")
+
+
 def account_page(data: dict) -> str:
     """`data`: view, forecast, usage rows + range, totals, charges, alerts, packages, quota events."""
     view, status = data["view"], data["view"]["status"] or {}
     head = (f'<h1>{escape(view["account_id"])} {badge(status.get("status"))}</h1><div class="sub">'
             f'{escape(str(status.get("tier") or "no tier"))} {escape(str(status.get("period") or ""))} · '
             f'{short_instant(status.get("valid_from"))} – {short_instant(status.get("valid_until"))} · '
-            f'gateways {"serve" if status.get("allowed") else "refuse"} it</div>')
+            f'gateways {"serve" if status.get("allowed") else "refuse"} it{_suspended_note(data.get("policy"))}</div>')
     body = (head + _credits_card(view) + _forecast_card(data["forecast"]) + _usage_card(view["account_id"], data["usage"], data["start"], data["end"], data["bucket"])
             + _peak_card(data["totals"]) + _charges_card(data["charges"]) + _alerts_card(data["alerts"])
-            + _packages_card(data["packages"]) + _quota_card(data["quota"]))
+            + _packages_card(data["packages"]) + _quota_card(data["quota"]) + _policy_card(data.get("policy")))
     return layout(f'{view["account_id"]} · tokenplan', body, data.get("footer", ""))
 
 
@@ -338,10 +398,19 @@ def _fleet_card(rows: list[dict]) -> str:
         "no usage in the last 24 h", numeric=range(2, 8)), "fleet")
 
 
+def _suspended_card(rows: list[dict], total: int) -> str:
+    body = [f'<tr>{cell(r["key_id"], "suspended-" + r["key_id"])}{_account_link(r["account_id"])}{when(r["changed_at"])}'
+            f'<td style="white-space:normal">{escape(r["message"][:160])}</td></tr>' for r in rows]
+    shown = f'<p class="note">the latest {len(rows)} of {total}</p>' if total > len(rows) else ""
+    return card("Suspended keys", f'<p><b {_attrs("suspended-total", total)}>{grouped(total)}</b> suspended</p>' + table(
+        ["key", "account", "since", "why"], body, "no key is suspended") + shown, "suspended-keys")
+
+
 def operator_page(fleet: dict, ops: dict, footer: str = "") -> str:
     body = (f'<h1>Operations</h1><div class="sub">as of {short_instant(fleet["now"])}</div>'
             + _topics_card(ops) + f'<div class="grid">{_status_card(fleet["accounts_by_status"])}'
-            f'{_exhausted_card(fleet["recently_exhausted"])}</div>' + _dead_letters_card(fleet["dead_letters_by_reason"])
+            f'{_exhausted_card(fleet["recently_exhausted"])}</div>'
+            + _suspended_card(fleet.get("suspended_keys", []), fleet.get("suspended_keys_total", 0)) + _dead_letters_card(fleet["dead_letters_by_reason"])
             + _webhooks_card(fleet["webhook_deliveries"], fleet["webhook_failures"]) + _fleet_card(fleet["usage_24h"]))
     return layout("tokenplan · operations", body, footer)
 

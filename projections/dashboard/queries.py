@@ -14,12 +14,13 @@ from decimal import Decimal
 from sqlalchemy import Connection, desc, exists, func, literal, or_, select, union_all
 
 from projections.tables import (alerts, balance_timeline, dead_letter_reasons, fleet_usage_hourly, package_history,
+                                policy_events, policy_key_state, policy_violations_hourly, policy_violations_recent,
                                 projector_offsets, quota_events, quota_status, usage_hourly, webhook_deliveries)
 
 __all__ = ["UsageRow", "MEASURES", "account_exists", "status", "latest_balance", "usage",
            "totals", "recent_charges", "recent_alerts", "quota_history", "packages", "statuses",
            "recent_exhausted", "dead_letters_by_reason", "webhook_failures", "offsets", "fleet_usage",
-           "day_start"]
+           "day_start", "policy_keys", "policy_facts", "violations_by_rule", "recent_violations", "suspended_keys"]
 
 #: The additive measures of usage_hourly, in the API's order.
 MEASURES = ("requests", "input_cache_hit_tokens", "input_cache_miss_tokens", "output_tokens", "credits",
@@ -53,9 +54,9 @@ def day_start(instant: datetime) -> datetime:
 
 
 def account_exists(connection: Connection, account_id: str) -> bool:
-    """Known to the projections: a status, a package or any usage (else the API says 404)."""
+    """Known to the projections: a status, a package, any usage or policy fact (else the API says 404)."""
     probes = [select(literal(1)).where(table.c.account_id == account_id)
-              for table in (quota_status, package_history, usage_hourly)]
+              for table in (quota_status, package_history, usage_hourly, policy_events)]
     return bool(connection.execute(select(exists(union_all(*probes).subquery().select()))).scalar())
 
 
@@ -219,3 +220,65 @@ def fleet_usage(connection: Connection, start: datetime, end: datetime) -> list[
 def window(end: datetime, hours: int) -> tuple[datetime, datetime]:
     """[end - hours, end)."""
     return end - timedelta(hours=hours), end
+
+
+# -- usage policy ------------------------------------------------------------------------------
+
+def policy_keys(connection: Connection, account_id: str) -> dict[str, dict | None]:
+    """key_id -> its policy_key_state row (None: never suspended, so active), for every key of the
+    account with a policy fact or a violation."""
+    keys: dict[str, dict | None] = {}
+    for table in (policy_events, policy_violations_hourly):
+        query = select(table.c.key_id).where(table.c.account_id == account_id).distinct()
+        keys.update({key: None for key in connection.execute(query).scalars()})
+    state = policy_key_state.c
+    for row in connection.execute(select(policy_key_state).where(state.account_id == account_id)).mappings():
+        keys[row["key_id"]] = dict(row)
+    return dict(sorted(keys.items()))
+
+
+def policy_facts(connection: Connection, account_id: str, limit: int = 50) -> list[dict]:
+    """Warnings, suspensions, reinstatements of the account's keys, newest first (by record position)."""
+    table = policy_events.c
+    query = (select(policy_events).where(table.account_id == account_id)
+             .order_by(desc(table.fact_partition), desc(table.fact_offset)).limit(limit))
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def violations_by_rule(connection: Connection, account_id: str, start: datetime, end: datetime) -> dict[str, dict[str, int]]:
+    """key_id -> rule -> policy.violation count over the hours in [start, end)."""
+    table = policy_violations_hourly.c
+    query = (select(table.key_id, table.rule, func.sum(table.count))
+             .where(table.account_id == account_id, table.hour_start >= start, table.hour_start < end)
+             .group_by(table.key_id, table.rule).order_by(table.key_id, table.rule))
+    result: dict[str, dict[str, int]] = defaultdict(dict)
+    for key_id, rule, count in connection.execute(query):
+        result[key_id][rule] = int(count)
+    return dict(result)
+
+
+def recent_violations(connection: Connection, account_id: str) -> dict[str, list[dict]]:
+    """key_id -> its latest violations kept by the projector, newest first."""
+    table = policy_violations_recent.c
+    query = (select(table.key_id, table.at, table.request_event_id, table.rule, table.rules_version, table.tool,
+                    table.client, table.event_id)
+             .where(table.account_id == account_id)
+             .order_by(table.key_id, desc(table.at), desc(table.fact_partition), desc(table.fact_offset),
+                       desc(table.event_id)))
+    result: dict[str, list[dict]] = defaultdict(list)
+    for row in connection.execute(query).mappings():
+        result[row["key_id"]].append({name: row[name] for name in row.keys() if name != "key_id"})
+    return dict(result)
+
+
+def suspended_keys(connection: Connection, limit: int = 20) -> list[dict]:
+    """Keys whose latest policy fact suspended them, most recently suspended first."""
+    table = policy_key_state.c
+    query = (select(table.key_id, table.account_id, table.changed_at, table.event_id, table.message)
+             .where(table.status == "suspended").order_by(desc(table.changed_at), table.key_id).limit(limit))
+    return [dict(row) for row in connection.execute(query).mappings()]
+
+
+def suspended_count(connection: Connection) -> int:
+    table = policy_key_state.c
+    return int(connection.execute(select(func.count()).where(table.status == "suspended")).scalar() or 0)

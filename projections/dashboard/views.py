@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection
 
 from projections.dashboard import queries
@@ -20,7 +21,7 @@ from projections.queries import account_forecast
 from schemas.events import parse_instant
 
 __all__ = ["BadRequest", "UsageQuery", "parse_usage_query", "usage_rows", "account_view", "forecast_view",
-           "jsonable", "FORECAST_RULE", "BUCKETS"]
+           "jsonable", "FORECAST_RULE", "BUCKETS", "policy_view", "POLICY_WINDOW", "REQUESTS_SHOWN"]
 
 BUCKETS = ("hour", "day")
 #: Default spans of the usage API and the chart: two days of hours, a month of days.
@@ -147,6 +148,46 @@ def forecast_view(connection: Connection, account_id: str, now: datetime, view: 
             "rule": FORECAST_RULE}
 
 
+#: The violations-by-rule window of the usage-policy card and API.
+POLICY_WINDOW = timedelta(hours=24)
+#: Request event ids the page shows per fact (the API gives them all, with the count).
+REQUESTS_SHOWN = 5
+
+
+def _policy_fact(row: dict) -> dict:
+    requests = orjson.loads(row["request_event_ids"])
+    return {"event_id": row["event_id"], "type": row["type"], "at": row["at"], "cause_event_id": row["cause_event_id"],
+            "violations": row["violations"], "window_s": row["window_s"], "rules": orjson.loads(row["rules"]),
+            "requests": len(requests), "request_event_ids": requests, "message": row["message"]}
+
+
+def policy_view(connection: Connection, account_id: str, now: datetime) -> dict | None:
+    """Per key of the account: its state (from the latest key.suspended / key.reinstated), the
+    last 24 h's violations by rule, its facts with the requests that triggered them, and its
+    latest violations. None for an unknown account."""
+    if not queries.account_exists(connection, account_id):
+        return None
+    end = hour_start(now) + timedelta(hours=1)
+    start = end - POLICY_WINDOW
+    by_rule = queries.violations_by_rule(connection, account_id, start, end)
+    recent = queries.recent_violations(connection, account_id)
+    facts: dict[str, list[dict]] = {}
+    for row in queries.policy_facts(connection, account_id, limit=500):
+        facts.setdefault(row["key_id"], []).append(_policy_fact(row))
+    keys = []
+    for key_id, state in queries.policy_keys(connection, account_id).items():
+        rules = by_rule.get(key_id, {})
+        keys.append({"key_id": key_id, "status": "active" if state is None else state["status"],
+                     "changed_at": None if state is None else state["changed_at"],
+                     "changed_by": None if state is None else state["event_id"],
+                     "reason": None if state is None else state["message"],
+                     "violations_24h": sum(rules.values()), "violations_by_rule_24h": rules,
+                     "facts": facts.get(key_id, []), "recent_violations": recent.get(key_id, [])})
+    keys.sort(key=lambda key: (key["status"] != "suspended", key["key_id"]))
+    return {"account_id": account_id, "now": now, "from": start, "to": end,
+            "suspended": sum(1 for key in keys if key["status"] == "suspended"), "keys": keys}
+
+
 def jsonable(value: Any) -> Any:
     """Decimals as strings, instants as RFC 3339 'Z', recursively (the API's only conversions)."""
     if isinstance(value, Decimal):
@@ -172,7 +213,9 @@ def fleet_view(connection: Connection, now: datetime) -> dict:
             "dead_letters_by_reason": queries.dead_letters_by_reason(connection),
             "webhook_failures": queries.webhook_failures(connection),
             "webhook_deliveries": queries.webhook_counts(connection),
-            "usage_24h": queries.fleet_usage(connection, end - timedelta(hours=24), end)}
+            "usage_24h": queries.fleet_usage(connection, end - timedelta(hours=24), end),
+            "suspended_keys": queries.suspended_keys(connection),
+            "suspended_keys_total": queries.suspended_count(connection)}
 
 
 def topic_rows(topics: list[str], folded: dict[str, dict[int, int]], highwaters: dict[str, dict[int, int]] | None,

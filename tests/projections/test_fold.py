@@ -8,12 +8,14 @@ import pytest
 from sqlalchemy import func, select
 
 from projections.fold import Fold
+from projections.policy import RECENT_PER_KEY
 from projections.store import create_schema, drop_schema, open_engine
 from projections.tables import (alerts, balance_timeline, dead_letter_reasons, fleet_usage_hourly, package_history,
                                 quota_events, quota_status, usage_hourly)
 from projections.types import to_micro
 from tests.projections.builders import (T0, balance, dump, package, quota, record, rejected, reset_offsets, status,
                                         usage_object)
+from tests.projections.policy_data import scenario
 
 
 @pytest.fixture
@@ -112,6 +114,7 @@ def test_where_batches_are_cut_does_not_change_the_tables(database_url):
     records += [record("rejected", rejected("unknown_model", f"bad{i}", i), partition=i % 2) for i in range(5)]
     records += [record("quota-status", status("alice", str(100 - i), str(i)), partition=1) for i in range(4)]
     records.append(record("quota-exhausted", quota("qe", "quota.exhausted", T0 + timedelta(hours=7), "100", pkg=pkg)))
+    records += scenario(count=RECENT_PER_KEY + 3)  # the usage policy's topics (policy, policy-facts) too
     dumps = []
     engine = open_engine(database_url)
     for size in (len(records), 1, 4):
@@ -124,6 +127,7 @@ def test_where_batches_are_cut_does_not_change_the_tables(database_url):
     engine.dispose()
     assert dumps[0] == dumps[1] == dumps[2]
     assert len(dumps[0]["alerts"]) == 3
+    assert len(dumps[0]["policy_events"]) == 3 and len(dumps[0]["policy_violations_recent"]) == RECENT_PER_KEY
 
 
 def test_package_history_keeps_what_was_paid_and_an_upgrade_closes_the_old_period(engine):
