@@ -77,7 +77,11 @@ async def assert_balances_proven(kafka_bootstrap: str, ns: Namespace, worker, lo
     live: dict[str, dict] = {}
     while pending and time.monotonic() < deadline:
         for account_id in list(pending):
-            status, body = lookup(worker, account_id, as_of)
+            try:
+                status, body = lookup(worker, account_id, as_of)
+            except OSError as error:  # a dropped connection is not a balance: ask again, within the deadline
+                print(f"  lookup of {account_id}: {type(error).__name__}; retrying", flush=True)
+                break
             if status == 200 and all(body[name] == expected[account_id][name] for name in VIEW_FIELDS):
                 live[account_id] = body
                 del pending[account_id]
