@@ -505,6 +505,9 @@ asyncio.run(main())
 """
 
 
+#: How long the lookup section waits for its second worker (changelog recovery included).
+SECOND_WORKER_READY_S = 600
+
 #: Clients of the second, lighter lookup measurement (the first uses `lookup_concurrency`).
 LIGHT_LOOKUP_CONCURRENCY = 4
 #: The second stop-service load, as a fraction of the measured pipeline rate (target:
@@ -870,9 +873,11 @@ async def live_sections(config: BenchConfig, log, sustainable_rate: int) -> dict
                 worker.stop()
         second = WorkerProcess(config.bootstrap, ns, config.work_dir / f"{ns.name}-second").start()
         workers.append(second)
-        second.wait_healthy(timeout_s=120)
+        # The second worker recovers its partitions' changelog first: after the half-rate
+        # phase on a slow day that took over 120 s here (a full run failed on it).
+        second.wait_healthy(timeout_s=SECOND_WORKER_READY_S)
         await asyncio.sleep(3.0)
-        worker.wait_healthy(timeout_s=120)
+        worker.wait_healthy(timeout_s=SECOND_WORKER_READY_S)
         await wait_caught_up(worker, ns)  # lookups measured on an idle worker, not behind a backlog
         lookup = await lookup_latency(config, [worker, second], background, config.lookup_concurrency)
         log(f"lookup: local p99 {lookup['local']['p99_ms']} ms, routed p99 {lookup['routed']['p99_ms']} ms, "
