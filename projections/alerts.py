@@ -19,6 +19,7 @@ from sqlalchemy import Connection, Engine, select, update
 
 from projections.facts import BalanceFact
 from projections.tables import alerts
+from schemas.events import format_instant
 
 __all__ = ["ALERTS_TOPIC", "Arm", "Alert", "decide", "alert_id", "unpublished", "mark_published"]
 
@@ -57,13 +58,9 @@ class Alert:
                 "body": self.body.decode(), "published_at": None}
 
 
-def _instant(value: datetime) -> str:
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
-
-
 def alert_id(account_id: str, valid_from: datetime, threshold: int, crossing: int) -> str:
     """Deterministic: alert:{account}:{valid_from}:{threshold}, plus :{crossing} from the second on."""
-    base = f"alert:{account_id}:{_instant(valid_from)}:{threshold}"
+    base = f"alert:{account_id}:{format_instant(valid_from)}:{threshold}"
     return base if crossing == 1 else f"{base}:{crossing}"
 
 
@@ -76,11 +73,11 @@ def _body(fact: BalanceFact, identifier: str, threshold: int, crossing: int) -> 
     package = fact.package
     return orjson.dumps({
         "type": "quota.alert", "alert_id": identifier, "account_id": fact.account_id,
-        "threshold_percent": threshold, "crossing": crossing, "crossed_at": _instant(fact.occurred_at),
+        "threshold_percent": threshold, "crossing": crossing, "crossed_at": format_instant(fact.occurred_at),
         "fact_event_id": fact.event_id, "credits_used": str(fact.credits_used),
         "credits_limit": str(package.credits_limit), "credits_remaining": str(fact.credits_remaining),
-        "package": {"tier": package.tier, "period": package.period, "valid_from": _instant(package.valid_from),
-                    "valid_until": _instant(package.valid_until)},
+        "package": {"tier": package.tier, "period": package.period, "valid_from": format_instant(package.valid_from),
+                    "valid_until": format_instant(package.valid_until)},
     }, option=orjson.OPT_SORT_KEYS)
 
 

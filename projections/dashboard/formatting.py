@@ -5,6 +5,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 
 from projections.types import canonical
+from schemas.events import format_instant
 
 __all__ = ["decimal_text", "instant_text", "grouped", "compact", "percent"]
 
@@ -20,7 +21,7 @@ def instant_text(value: datetime | None) -> str | None:
     """UTC RFC 3339 with 'Z' (microseconds only when present)."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return format_instant(value)
 
 
 def grouped(value: Decimal | int | None) -> str:
