@@ -25,11 +25,13 @@ Alerts: when a package period's used credits reach each of TOKENPLAN_ALERT_THRES
 is decided in the batch's transaction, then published to tokenplan.alerts (keyed by
 account) and, when TOKENPLAN_WEBHOOK_URL is set, POSTed signed with HMAC-SHA-256 of
 TOKENPLAN_WEBHOOK_SECRET (header X-Tokenplan-Signature), retried with backoff.
+A usage-policy warning or key suspension goes the same way, id alert:policy:{fact id}.
 
 A progress line goes to stderr every TOKENPLAN_PROJECTOR_PROGRESS_S seconds; Prometheus
 metrics (tokenplan_projector_*) answer GET /metrics on 127.0.0.1:TOKENPLAN_PROJECTOR_METRICS_PORT
 (default 6071; 0: none; a port already taken is said on stderr and skipped).
-Exit codes: 0 stopped (Ctrl-C, SIGTERM, or idle with --idle-exit), 2 unusable settings."""
+Exit codes: 0 stopped (Ctrl-C, SIGTERM, or idle with --idle-exit), 2 unusable settings or
+tables of an older layout (the message says to re-project with --rebuild)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -48,7 +50,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Build the settings, then run the projector until a signal (or idle)."""
     from projections.projector import Projector
-    from projections.store import drop_schema, open_engine
+    from projections.store import SchemaMismatch, check_schema, drop_schema, open_engine
 
     try:
         settings = ProjectorSettings.from_env()
@@ -61,6 +63,11 @@ def run(args: argparse.Namespace) -> int:
     if args.rebuild:
         drop_schema(engine)
         print("projector: tables dropped; projecting from offset 0", file=sys.stderr)
+    try:
+        check_schema(engine)
+    except SchemaMismatch as error:
+        print(f"tokenplan projector: {error}", file=sys.stderr)
+        return 2
     projector = Projector(settings, engine)
     return asyncio.run(_run(projector, args.idle_exit))
 

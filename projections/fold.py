@@ -21,9 +21,9 @@ from decimal import Decimal, InvalidOperation
 import orjson
 from sqlalchemy import Connection, delete, select, update
 
-from projections.alerts import Alert, Arm, decide
+from projections.alerts import Alert, Arm, decide, policy_alert
 from projections.facts import (BalanceFact, DeadLetter, QuotaFact, Record, StatusRecord, decode, hour_start)
-from projections.policy import POLICY_KINDS, PolicyBatch, decode_policy, policy_fact_id
+from projections.policy import POLICY_KINDS, PolicyBatch, PolicyEvent, decode_policy, policy_fact_id
 from projections.store import load_offsets, save_offsets, upsert, upsert_add
 from projections.tables import (alert_arms, alerts, applied_events, balance_timeline, dead_letter_reasons,
                                 dead_letters, fleet_usage_hourly, package_history, quota_events, quota_status,
@@ -241,6 +241,8 @@ class Fold:
             batch.status_record(fact, record)
         else:
             batch.policy.add(fact, record)
+            if isinstance(fact, PolicyEvent) and (alert := policy_alert(fact)) is not None:
+                batch.alerts.append(alert)
 
     @staticmethod
     def _already_applied(connection: Connection, identifiers: list[str]) -> set[str]:

@@ -6,7 +6,7 @@ never one per fact. Read at scrape time (`ScrapeCollector`): the lag per source
 partition (the consumer's high-water offset minus the next offset stored with the rows)
 and the webhook sender's failed POSTs, so nothing runs between scrapes.
 
-Labels are topic short names, partitions and alert thresholds: bounded sets, never an
+Labels are topic short names, partitions, alert kinds and thresholds: bounded sets, never an
 account, a key id or an event id. `serve` runs the small aiohttp server that answers
 `GET /metrics` on TOKENPLAN_PROJECTOR_METRICS_PORT.
 """
@@ -18,6 +18,8 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from projections.alerts import POLICY_ALERT_KINDS, QUOTA_KIND
 
 __all__ = ["BATCH_BUCKETS", "ProjectorMetrics", "ScrapeCollector", "serve"]
 
@@ -42,15 +44,17 @@ class ProjectorMetrics:
         self.batch_seconds = Histogram("tokenplan_projector_batch_seconds",
                                        "One batch, from its fetch returning to its transaction committed",
                                        buckets=BATCH_BUCKETS, registry=r)
-        self.alerts = Counter("tokenplan_projector_alerts", "Alerts decided, by threshold percent", ["threshold"],
-                              registry=r)
+        self.alerts = Counter("tokenplan_projector_alerts",
+                              "Alerts decided, by kind and threshold percent (empty for a policy alert)",
+                              ["kind", "threshold"], registry=r)
         # Children looked up once; zero series visible from the start.
         self._applied = {topic: self.facts_applied.labels(topic=topic) for topic in topics}
-        self._alerts = {threshold: self.alerts.labels(threshold=str(threshold)) for threshold in thresholds}
+        self._alerts = {(kind, label): self.alerts.labels(kind=kind, threshold=label) for kind, label in
+                        [(QUOTA_KIND, str(t)) for t in thresholds] + [(k, "") for k in POLICY_ALERT_KINDS]}
 
-    def batch_committed(self, folded: Mapping[str, int], duplicates: int, thresholds: Iterable[int],
+    def batch_committed(self, folded: Mapping[str, int], duplicates: int, alerts: Iterable[tuple[str, int | None]],
                         seconds: float) -> None:
-        """One committed batch: facts folded per topic, duplicates, the threshold of each alert it decided."""
+        """One committed batch: facts folded per topic, duplicates, (kind, threshold) of each alert it decided."""
         for topic, count in folded.items():
             if count:
                 child = self._applied.get(topic)
@@ -59,10 +63,11 @@ class ProjectorMetrics:
                 child.inc(count)
         if duplicates:
             self.duplicates.inc(duplicates)
-        for threshold in thresholds:
-            child = self._alerts.get(threshold)
+        for kind, threshold in alerts:
+            label = "" if threshold is None else str(threshold)
+            child = self._alerts.get((kind, label))
             if child is None:
-                child = self._alerts[threshold] = self.alerts.labels(threshold=str(threshold))
+                child = self._alerts[(kind, label)] = self.alerts.labels(kind=kind, threshold=label)
             child.inc()
         self.batches.inc()
         self.batch_seconds.observe(seconds)

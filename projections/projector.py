@@ -197,7 +197,7 @@ class Projector:
             return 0
         began = time.perf_counter()
         result, committed_at = await asyncio.to_thread(self._fold_timed, records)
-        self.metrics.batch_committed(result.folded, result.duplicates, [a.threshold for a in result.alerts],
+        self.metrics.batch_committed(result.folded, result.duplicates, [(a.kind, a.threshold) for a in result.alerts],
                                      time.perf_counter() - began)
         self.next_offsets.update(result.offsets)
         if self.on_commit is not None:

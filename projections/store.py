@@ -9,15 +9,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-from sqlalchemy import Connection, Engine, Table, create_engine, event, select
+from sqlalchemy import Connection, Engine, Table, create_engine, event, inspect, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import StaticPool
 
 from projections.tables import metadata, projector_offsets
 
-__all__ = ["open_engine", "create_schema", "drop_schema", "load_offsets", "save_offsets", "upsert",
-           "upsert_add", "engine_url"]
+__all__ = ["SchemaMismatch", "open_engine", "create_schema", "check_schema", "drop_schema", "load_offsets",
+           "save_offsets", "upsert", "upsert_add", "engine_url"]
 
 #: Our one PostgreSQL driver: psycopg 3.
 PG_DRIVER = "postgresql+psycopg"
@@ -56,8 +56,29 @@ def open_engine(url: str) -> Engine:
     return engine
 
 
+class SchemaMismatch(RuntimeError):
+    """A table made by an older projector lacks columns this one writes (nothing is altered in place)."""
+
+
+def check_schema(engine: Engine) -> None:
+    """Raise SchemaMismatch when an existing table lacks a column of ours: the fix is a re-projection
+    (`tokenplan projector --rebuild`), which gives the same rows from the topics."""
+    inspector = inspect(engine)
+    present = set(inspector.get_table_names())
+    for table in metadata.sorted_tables:
+        if table.name not in present:
+            continue
+        missing = sorted({c.name for c in table.columns} - {c["name"] for c in inspector.get_columns(table.name)})
+        if missing:
+            raise SchemaMismatch(
+                f"table {table.name} was made by an older projector and lacks {', '.join(missing)}; run "
+                f"`tokenplan projector --rebuild` to project it again from the topics (webhook receivers "
+                f"see those alerts again and dedupe them on alert_id)")
+
+
 def create_schema(engine: Engine) -> None:
-    """Create the tables that do not exist (idempotent)."""
+    """Create the tables that do not exist (idempotent); refuse tables of an older layout."""
+    check_schema(engine)
     metadata.create_all(engine)
 
 

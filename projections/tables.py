@@ -189,19 +189,23 @@ quota_status = Table(
 alerts = Table(
     "alerts", metadata,
     Column("alert_id", String(ID + 64), primary_key=True,
-           comment="alert:{account}:{valid_from}:{threshold}[:{crossing}] (crossing >= 2 after a refresh re-armed it)"),
+           comment="alert:{account}:{valid_from}:{threshold}[:{crossing}] (crossing >= 2 after a refresh re-armed it),"
+                   " or alert:policy:{fact event id}"),
     Column("account_id", String(NAME), nullable=False, comment="the account"),
-    Column("package_valid_from", UtcDateTime, nullable=False, comment="the package period"),
-    Column("threshold", Integer, nullable=False, comment="percent of the pool crossed (80, 90, 100 by default)"),
-    Column("crossing", Integer, nullable=False, comment="1 for the first crossing of the period, 2.. after refreshes"),
-    Column("crossed_at", UtcDateTime, nullable=False, comment="occurred_at of the charge that crossed it"),
-    Column("fact_event_id", String(ID), nullable=False, comment="the balance.changed that crossed it"),
-    Column("credits_used", ExactDecimal, nullable=False, comment="used credits then"),
-    Column("credits_limit", ExactDecimal, nullable=False, comment="the pool"),
+    Column("kind", String(NAME), nullable=False, comment="quota.threshold, policy.warning or key.suspended"),
+    Column("at", UtcDateTime, nullable=False,
+           comment="occurred_at of the fact that raised it (the charge that crossed, the policy fact)"),
+    Column("fact_event_id", String(ID), nullable=False, comment="the balance.changed or policy fact that raised it"),
+    Column("key_id", String(ID), comment="a policy alert's key (null for a threshold alert)"),
+    Column("package_valid_from", UtcDateTime, comment="a threshold alert's package period"),
+    Column("threshold", Integer, comment="a threshold alert's percent of the pool (80, 90, 100 by default)"),
+    Column("crossing", Integer, comment="1 for the first crossing of the period, 2.. after refreshes"),
+    Column("credits_used", ExactDecimal, comment="a threshold alert's used credits then"),
+    Column("credits_limit", ExactDecimal, comment="a threshold alert's pool"),
     Column("body", Text, nullable=False, comment="the JSON published to tokenplan.alerts and POSTed to the webhook"),
     Column("published_at", UtcDateTime, comment="operational: when Kafka acknowledged it (null: not yet, re-sent at start)"),
-    Index("ix_alerts_account", "account_id", "crossed_at"),
-    comment="threshold alerts, decided in the fold's transaction; published after commit (at least once)",
+    Index("ix_alerts_account", "account_id", "at"),
+    comment="threshold and usage-policy alerts, decided in the fold's transaction; published after commit (at least once)",
 )
 
 alert_arms = Table(

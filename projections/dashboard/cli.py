@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from projections.dashboard.app import Dashboard, build_app
-    from projections.store import open_engine
+    from projections.store import SchemaMismatch, check_schema, open_engine
 
     try:
         settings = ProjectorSettings.from_env()
@@ -53,6 +53,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"tokenplan dashboard: {error}", file=sys.stderr)
         return 2
     engine = open_engine(args.url or settings.projections_url)
+    try:
+        check_schema(engine)
+    except SchemaMismatch as error:
+        print(f"tokenplan dashboard: {error}", file=sys.stderr)
+        return 2
     dashboard = Dashboard(engine, topic_prefix=settings.topic_prefix,
                           bootstrap=None if args.no_kafka else settings.bootstrap,
                           worker_url=os.environ.get("TOKENPLAN_WORKER_URL") or None)

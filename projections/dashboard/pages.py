@@ -232,11 +232,19 @@ def _charges_card(charges: list[dict]) -> str:
         "charges")
 
 
+def _alert_what(alert: dict) -> str:
+    """'90 % of the pool' (crossing n after a refresh) or 'policy.warning of key k-1'."""
+    if alert["threshold"] is not None:
+        again = f" (crossing {alert['crossing']})" if (alert["crossing"] or 1) > 1 else ""
+        return f"{alert['threshold']} % of the pool{again}"
+    return f"{alert['kind']} of key {alert['key_id']}"
+
+
 def _alerts_card(alerts: list[dict]) -> str:
-    rows = [f'<tr>{when(a["crossed_at"])}{cell(str(a["threshold"]) + " %")}{cell(a["crossing"])}{num(a["credits_used"])}'
-            f'{num(a["credits_limit"])}{cell("yes" if a["published_at"] else "not yet")}</tr>' for a in alerts]
-    return card("Alerts", table(["crossed at", "threshold", "crossing", "used", "pool", "published"], rows,
-                                "no threshold crossed", numeric=(3, 4)), "alerts")
+    rows = [f'<tr>{when(a["at"])}{cell(_alert_what(a))}{num(a["credits_used"])}{num(a["credits_limit"])}'
+            f'{cell("yes" if a["published_at"] else "not yet")}</tr>' for a in alerts]
+    return card("Alerts", table(["at", "alert", "used", "pool", "published"], rows,
+                                "no threshold crossed, no policy warning", numeric=(2, 3)), "alerts")
 
 
 def _packages_card(packages: list[dict]) -> str:

@@ -136,11 +136,12 @@ def recent_charges(connection: Connection, account_id: str, limit: int = 15) -> 
 
 
 def recent_alerts(connection: Connection, account_id: str, limit: int = 15) -> list[dict]:
+    """Threshold and usage-policy alerts, newest first."""
     table = alerts.c
-    query = (select(table.alert_id, table.package_valid_from, table.threshold, table.crossing, table.crossed_at,
-                    table.credits_used, table.credits_limit, table.published_at)
-             .where(table.account_id == account_id).order_by(desc(table.crossed_at), desc(table.threshold))
-             .limit(limit))
+    query = (select(table.alert_id, table.kind, table.at, table.key_id, table.package_valid_from, table.threshold,
+                    table.crossing, table.credits_used, table.credits_limit, table.published_at)
+             .where(table.account_id == account_id)
+             .order_by(desc(table.at), desc(table.threshold), desc(table.alert_id)).limit(limit))
     return [dict(row) for row in connection.execute(query).mappings()]
 
 

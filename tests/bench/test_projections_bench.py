@@ -44,7 +44,7 @@ def test_dashboard_latency_times_both_endpoints(tmp_path):
 def test_metrics_summary_reads_the_projector_exposition():
     metrics = ProjectorMetrics(SOURCE_TOPICS, (80, 90, 100))
     metrics.register_scrape(lambda: [("balance-changed", 0, 3), ("quota-status", 1, 2)], lambda: 1)
-    metrics.batch_committed({"balance-changed": 10, "quota-status": 2}, 1, [80], 0.004)
+    metrics.batch_committed({"balance-changed": 10, "quota-status": 2}, 1, [("quota.threshold", 80)], 0.004)
     metrics.batch_committed({"balance-changed": 5}, 0, [], 0.02)
     summary = metrics_summary(metrics.exposition().decode(), parse_histogram)
     assert (summary["facts_applied"], summary["batches"], summary["duplicates"]) == (17, 2, 1)

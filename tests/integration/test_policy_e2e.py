@@ -13,12 +13,16 @@ import anthropic
 import openai
 import orjson
 import pytest
+from sqlalchemy import select
 
 from deploy.localrun import WorkerProcess, gateway_process, upstream_sim
 from streams.audit.policy_replay import replay_policy
 from streams.config import policy_limits_from_env
 from schemas.topics import KEY_STATUS, POLICY, POLICY_FACTS
+from projections.projector import Projector
+from projections.tables import alerts, webhook_deliveries
 from tests.integration.test_gateway_e2e import CLIENTS, buy, close_clients, issue, keys_cli, until_key_known  # noqa: F401
+from tests.integration.test_projector_e2e import SECRET, read, run_until, settings_for, webhook_receiver
 from tests.support.kafka_io import consume_all
 
 pytestmark = pytest.mark.integration
@@ -156,6 +160,35 @@ async def test_coding_tools_are_never_suspended_and_scripts_are_warned_then_susp
     live = [orjson.loads(v) for _k, v in await consume_all(kafka_bootstrap, ns.topic(POLICY_FACTS), idle_s=0.5)]
     assert [f.model_dump(mode="json") for f in replayed] == live
     assert not states[script_key_id].suspended and states[backend_key_id].suspended
+
+    # The account hears of it through the alert channel: the projector's alerts on Kafka and at the webhook.
+    await _policy_alerts_reach_the_account(kafka_bootstrap, ns, data_dir, {script_key_id, backend_key_id})
+
+
+async def _policy_alerts_reach_the_account(kafka_bootstrap, ns, data_dir, key_ids: set[str]) -> None:
+    url = f"sqlite:///{data_dir / 'projections.db'}"
+    runner, hook, seen = await webhook_receiver(fail_first=0)
+    expected = {(kind, key) for key in key_ids for kind in ("policy.warning", "key.suspended")}
+    projector = Projector(settings_for(kafka_bootstrap, ns, url, webhook_url=hook, webhook_secret=SECRET))
+
+    def policy_alerts() -> set[tuple[str, str]]:
+        try:
+            rows = read(url, select(alerts.c.kind, alerts.c.key_id).join(
+                webhook_deliveries, webhook_deliveries.c.alert_id == alerts.c.alert_id).where(
+                alerts.c.key_id.in_(key_ids), webhook_deliveries.c.status == "delivered"))
+        except Exception:  # the tables are not created yet
+            return set()
+        return {(row.kind, row.key_id) for row in rows}
+    try:
+        await run_until(projector, lambda: policy_alerts() == expected)
+    finally:
+        await runner.cleanup()
+    published = [orjson.loads(v) for _k, v in await consume_all(kafka_bootstrap, ns.topic("alerts"), idle_s=0.5)]
+    on_kafka = {(a["kind"], a["key_id"]) for a in published if a["type"] == "policy.alert"}
+    assert on_kafka == expected, "a warning and a suspension per script key, nothing for the coding tool"
+    hooked = [hit for hit in seen if hit["body"]["type"] == "policy.alert"]
+    assert all(hit["ok"] for hit in hooked) and {(h["body"]["kind"], h["body"]["key_id"]) for h in hooked} == expected
+    assert all(h["body"]["request_event_ids"] and h["body"]["message"] for h in hooked)
 
 
 async def _served_again(gateway, key: str, timeout_s: float = 20.0) -> bool:

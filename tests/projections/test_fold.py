@@ -126,7 +126,7 @@ def test_where_batches_are_cut_does_not_change_the_tables(database_url):
             dumps.append(dump(connection))
     engine.dispose()
     assert dumps[0] == dumps[1] == dumps[2]
-    assert len(dumps[0]["alerts"]) == 3
+    assert len(dumps[0]["alerts"]) == 3 + 2, "80, 90, 100 % and the policy warning and suspension"
     assert len(dumps[0]["policy_events"]) == 3 and len(dumps[0]["policy_violations_recent"]) == RECENT_PER_KEY
 
 

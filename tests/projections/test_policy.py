@@ -12,8 +12,9 @@ from sqlalchemy import select
 from projections.dashboard.app import Dashboard, build_app
 from projections.fold import Fold
 from projections.policy import RECENT_PER_KEY
-from projections.store import create_schema, drop_schema, open_engine
-from projections.tables import policy_events, policy_key_state, policy_violations_hourly, policy_violations_recent
+from projections.store import SchemaMismatch, check_schema, create_schema, drop_schema, open_engine
+from projections.tables import (alerts, policy_events, policy_key_state, policy_violations_hourly,
+                                policy_violations_recent, webhook_deliveries)
 from tests.projections.builders import T0, dump, record, reset_offsets
 from tests.projections.dashboard_data import NOW, fill
 from tests.projections.policy_data import RULE, fact, policy_record, reinstated, scenario, violation
@@ -122,6 +123,44 @@ def test_where_batches_are_cut_does_not_change_the_policy_tables(database_url):
         "policy_violations_recent": RECENT_PER_KEY + 4 + RECENT_PER_KEY}
 
 
+def test_a_warning_and_a_suspension_are_alerts_on_the_alert_channel_once_and_a_reinstatement_is_not(engine):
+    records = scenario()  # warning, suspension, reinstatement of key-s
+    with engine.begin() as connection:
+        result = Fold(webhook_url="http://hook.example/alerts").apply(connection, records)
+    warning, suspension = result.alerts
+    assert (warning.kind, suspension.kind) == ("policy.warning", "key.suspended")
+    assert suspension.alert_id == "alert:policy:req-key-s-6:violation:key.suspended"
+    assert (suspension.key_id, suspension.at, suspension.threshold) == ("key-s", T0 + timedelta(minutes=6), None)
+    body = orjson.loads(suspension.body)
+    assert body["type"] == "policy.alert" and body["kind"] == "key.suspended" and body["key_id"] == "key-s"
+    assert body["alert_id"] == suspension.alert_id and body["fact_event_id"] == "req-key-s-6:violation:key.suspended"
+    assert body["request_event_ids"] == [f"req-key-s-{n}" for n in range(1, 7)] and body["rules"] == {RULE: 6}
+    assert "tp-" not in suspension.body.decode() and body["occurred_at"] == "2026-05-01T02:06:00Z"
+    stored = rows(engine, alerts, [alerts.c.at])
+    assert [(r["kind"], r["key_id"], r["published_at"]) for r in stored] == [
+        ("policy.warning", "key-s", None), ("key.suspended", "key-s", None)]
+    assert {r["alert_id"] for r in rows(engine, webhook_deliveries)} == {warning.alert_id, suspension.alert_id}
+    moved = [type(r)(r.kind, r.topic, r.partition, 100 + i, r.timestamp_ms, r.value, r.key) for i, r in
+             enumerate(records)]
+    assert fold(engine, moved).alerts == [], "a redelivered fact alerts once"
+    assert len(rows(engine, alerts)) == 2
+
+
+def test_tables_of_an_older_layout_are_refused_with_the_way_out(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = open_engine(url)
+    with engine.begin() as connection:  # the alerts table as the first projector made it
+        connection.exec_driver_sql("CREATE TABLE alerts (alert_id VARCHAR PRIMARY KEY, account_id VARCHAR NOT NULL, "
+                                   "package_valid_from DATETIME NOT NULL, threshold INTEGER NOT NULL, "
+                                   "crossed_at DATETIME NOT NULL, body TEXT NOT NULL)")
+    with pytest.raises(SchemaMismatch, match=r"alerts .* lacks .*kind.*--rebuild"):
+        create_schema(engine)
+    drop_schema(engine)
+    create_schema(engine)
+    check_schema(engine)  # the current layout passes
+    engine.dispose()
+
+
 # -- the dashboard -----------------------------------------------------------------------------
 
 @pytest.fixture
@@ -170,6 +209,9 @@ async def test_account_page_policy_card_and_operator_suspended_keys(client):
     assert "<code>req-key-script-5</code>" in html and "<code>req-key-script-6</code>" not in html.split(
         f'policy-requests-{suspension["event_id"]}')[1].split("</td>")[0], "the first five, then a count"
     assert "+ 1 more" in html
+    alerts_card = html.split('id="alerts"')[1].split("</section>")[0]
+    assert "policy.warning of key key-script" in alerts_card and "key.suspended of key key-script" in alerts_card
+    assert "90 % of the pool" in alerts_card, "threshold alerts share the card"
     quiet = await (await client.get("/accounts/bob")).text()
     assert "no non-coding request seen" in quiet and "suspended for non-coding" not in quiet
 

@@ -111,9 +111,9 @@ def test_counted_per_batch_and_lag_at_scrape_time():
     for topic in SOURCE_TOPICS:  # every topic's series exists from the start
         assert ("tokenplan_projector_facts_applied_total", (("topic", topic),)) in values
     assert values[("tokenplan_projector_duplicates_total", ())] == 1
-    assert values[("tokenplan_projector_alerts_total", (("threshold", "80"),))] == 1
-    assert values[("tokenplan_projector_alerts_total", (("threshold", "90"),))] == 1
-    assert values[("tokenplan_projector_alerts_total", (("threshold", "100"),))] == 0
+    assert values[("tokenplan_projector_alerts_total", (("kind", "quota.threshold"), ("threshold", "80")))] == 1
+    assert values[("tokenplan_projector_alerts_total", (("kind", "quota.threshold"), ("threshold", "90")))] == 1
+    assert values[("tokenplan_projector_alerts_total", (("kind", "quota.threshold"), ("threshold", "100")))] == 0
     assert values[("tokenplan_projector_batch_seconds_count", ())] == 2
     assert values[("tokenplan_projector_batch_seconds_bucket", (("le", "+Inf"),))] == 2
     # Lag: high-water minus the next offset stored with the rows (5 balance-changed records folded).
@@ -132,16 +132,19 @@ def test_webhook_failures_come_from_the_sender_and_no_label_names_an_account():
     failures = {"n": 0}
     metrics.register_scrape(lambda: [("quota-status", 3, 12)], lambda: failures["n"])
     failures["n"] = 4
-    metrics.batch_committed({"quota-status": 3}, 0, [100, 100], 0.02)
+    metrics.batch_committed({"quota-status": 3}, 0, [("quota.threshold", 100)] * 2 + [("key.suspended", None)],
+                            0.02)
     text = metrics.exposition().decode()
     values = samples(text)
     assert values[("tokenplan_projector_webhook_failures_total", ())] == 4
-    assert values[("tokenplan_projector_alerts_total", (("threshold", "100"),))] == 2
+    assert values[("tokenplan_projector_alerts_total", (("kind", "quota.threshold"), ("threshold", "100")))] == 2
+    assert values[("tokenplan_projector_alerts_total", (("kind", "key.suspended"), ("threshold", "")))] == 1
+    assert values[("tokenplan_projector_alerts_total", (("kind", "policy.warning"), ("threshold", "")))] == 0
     assert values[("tokenplan_projector_lag", (("partition", "3"), ("topic", "quota-status")))] == 12
     assert values[("tokenplan_projector_batch_seconds_bucket", (("le", "0.025"),))] == 1
     assert values[("tokenplan_projector_batch_seconds_bucket", (("le", "0.01"),))] == 0
     label_names = {name for family in text_string_to_metric_families(text) for s in family.samples for name in s.labels}
-    assert label_names <= {"topic", "partition", "threshold", "le"}
+    assert label_names <= {"topic", "partition", "kind", "threshold", "le"}
 
 
 def free_port() -> int:
@@ -153,7 +156,7 @@ def free_port() -> int:
 def test_get_metrics_over_http_and_a_taken_port_is_skipped_not_fatal():
     async def scenario() -> tuple[int, str, str, str | None]:
         metrics = ProjectorMetrics(SOURCE_TOPICS, (80,))
-        metrics.batch_committed({"balance-changed": 7}, 2, [80], 0.3)
+        metrics.batch_committed({"balance-changed": 7}, 2, [("quota.threshold", 80)], 0.3)
         port = free_port()
         runner = await serve(metrics, port)
         try:
