@@ -137,10 +137,11 @@ class Settings:
     #: TOKENPLAN_UNIT_RECORDS_MAX: ledger-log records of one partition the applier takes as
     #: one unit of work when they arrived while its previous unit was being made durable.
     unit_records_max: int = 64
-    #: TOKENPLAN_ROCKSDB_WRITE_BUFFER_BYTES: each partition's RocksDB memtable size (two of them).
-    rocksdb_write_buffer_bytes: int = 8 * 1024 * 1024
-    #: TOKENPLAN_ROCKSDB_BLOCK_CACHE_BYTES: each partition's RocksDB block cache.
-    rocksdb_block_cache_bytes: int = 16 * 1024 * 1024
+    #: TOKENPLAN_ROCKSDB_WRITE_BUFFER_BYTES: the memtables of all the worker's RocksDB
+    #: databases together (one write-buffer manager; the largest is flushed near the cap).
+    rocksdb_write_buffer_bytes: int = 64 * 1024 * 1024
+    #: TOKENPLAN_ROCKSDB_BLOCK_CACHE_BYTES: one block cache shared by all of them.
+    rocksdb_block_cache_bytes: int = 32 * 1024 * 1024
     #: TOKENPLAN_RECORD_CACHE_MAX: decoded account records kept in memory (LRU).
     record_cache_max: int = 100_000
 

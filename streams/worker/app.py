@@ -12,6 +12,7 @@ import faust
 from schemas import topics
 from streams.config import Settings
 from streams.ledger import Catalog
+from streams.worker import rocksdb_memory
 from streams.worker.topic_admin import TopicSpec
 
 
@@ -20,7 +21,7 @@ def create_app(config: Settings) -> faust.App:
     return faust.App(
         config.app_id,
         broker=config.broker_urls,
-        store="rocksdb://",
+        store=rocksdb_memory.STORE_URL,
         datadir=str(config.data_dir),
         topic_partitions=config.partitions,
         topic_replication_factor=config.replication,
@@ -80,17 +81,11 @@ class Wiring:
         return self.app.producer._ensure_producer()
 
 
-def rocksdb_options(settings: Settings) -> dict[str, int]:
-    """Memory bounds of each partition's RocksDB (faust's defaults: 3 x 64 MiB memtables and a
-    2 GiB block cache per partition, which a soak showed filling to ~0.9 GiB of RSS)."""
-    return {"write_buffer_size": settings.rocksdb_write_buffer_bytes, "max_write_buffer_number": 2,
-            "block_cache_size": settings.rocksdb_block_cache_bytes,
-            "block_cache_compressed_size": settings.rocksdb_block_cache_bytes // 4}
-
-
 def wire(settings: Settings, catalog: Catalog) -> Wiring:
     """The app for `settings`, with the topics (explicit partition counts) and the table."""
+    rocksdb_memory.register()
     app = create_app(settings)
+    memory = rocksdb_memory.SharedMemory(settings.rocksdb_write_buffer_bytes, settings.rocksdb_block_cache_bytes)
 
     def declare(short_name: str) -> faust.TopicT:
         return app.topic(settings.topic(short_name), partitions=settings.partitions,
@@ -103,8 +98,8 @@ def wire(settings: Settings, catalog: Catalog) -> Wiring:
                                  key_type=bytes, value_type=bytes),
         out_topics={name: declare(name) for name in (*topics.ALL_OUTPUTS, *topics.POLICY_OUTPUTS)},
         accounts_table=app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes,
-                                 options=rocksdb_options(settings)),
+                                 options=rocksdb_memory.table_options(memory)),
         policy_topic=declare(topics.POLICY),
         policy_table=app.Table("key-policy", partitions=settings.partitions, key_type=bytes, value_type=bytes,
-                               options=rocksdb_options(settings)),
+                               options=rocksdb_memory.table_options(memory)),
     )
