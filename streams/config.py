@@ -127,6 +127,10 @@ class Settings:
     #: of a batch, how long it keeps collecting before it forwards (a lone event waits at
     #: most this; under load each ledger-log record then carries many events).
     batch_wait_ms: int = 20
+    #: TOKENPLAN_CONSUMER_FETCH_WAIT_MS: how long the broker may hold the worker's consumer's
+    #: fetch for data (faust hard-codes 1500 ms, which stalls ledger-log behind idle
+    #: partitions: streams.worker.faust_fixes).
+    consumer_fetch_wait_ms: int = 20
 
     #: TOKENPLAN_LEDGER_RECORD_EVENTS_MAX: input events the sequencer packs into one
     #: ledger-log record (the ledger's unit of work; one record per partition per batch).
@@ -161,7 +165,7 @@ class Settings:
         for name in ("partitions", "replication", "sequencer_batch_max", "ledger_record_events_max",
                      "record_cache_max", "unit_records_max", "rocksdb_write_buffer_bytes",
                      "rocksdb_block_cache_bytes",
-                     "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms"):
+                     "commit_interval_ms", "session_timeout_ms", "status_scan_interval_ms", "consumer_fetch_wait_ms"):
             if getattr(self, name) < 1:
                 raise SystemExit(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.sequencer not in ("process", "inline"):
@@ -194,6 +198,7 @@ class Settings:
             status_scan_interval_ms=_env_int(env, "TOKENPLAN_STATUS_SCAN_INTERVAL_MS", defaults.status_scan_interval_ms),
             sequencer_batch_max=_env_int(env, "TOKENPLAN_SEQUENCER_BATCH_MAX", defaults.sequencer_batch_max),
             batch_wait_ms=_env_int(env, "TOKENPLAN_BATCH_WAIT_MS", defaults.batch_wait_ms),
+            consumer_fetch_wait_ms=_env_int(env, "TOKENPLAN_CONSUMER_FETCH_WAIT_MS", defaults.consumer_fetch_wait_ms),
             ledger_record_events_max=_env_int(env, "TOKENPLAN_LEDGER_RECORD_EVENTS_MAX",
                                               defaults.ledger_record_events_max),
             ledger_record_bytes_max=_env_int(env, "TOKENPLAN_LEDGER_RECORD_BYTES_MAX",

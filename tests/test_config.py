@@ -41,6 +41,9 @@ def test_batch_settings_have_defaults_and_refuse_nonsense():
         Settings.from_env({"TOKENPLAN_SEQUENCER_BATCH_MAX": "0"})
     with pytest.raises(SystemExit, match="must not be negative"):
         Settings.from_env({"TOKENPLAN_BATCH_WAIT_MS": "-1"})
+    assert Settings.from_env({}).consumer_fetch_wait_ms == 20
+    with pytest.raises(SystemExit, match="consumer_fetch_wait_ms must be at least 1"):
+        Settings.from_env({"TOKENPLAN_CONSUMER_FETCH_WAIT_MS": "0"})
 
 
 def test_event_loop_is_asyncio_unless_uvloop_is_asked_for():

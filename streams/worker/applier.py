@@ -194,7 +194,10 @@ class Applier:
         taking the waiting ones together keeps it per unit instead of per record. With no
         backlog a unit is one record.
         """
-        partition = event.message.partition
+        message = event.message
+        partition = message.partition
+        if message.topic != self.clock_topic:
+            self.metrics.record_arrived(message.timestamp, time.time())
         waiting = self.runtime.waiting.setdefault(partition, [])
         if not waiting:
             self.arrived[partition] = time.perf_counter()

@@ -33,7 +33,7 @@ class Worker:
 
 def build(settings: Settings) -> Worker:
     """The faust app with every agent, timer, view and service of a worker, for `settings`."""
-    faust_fixes.apply()  # before the app's consumer exists: faust-streaming #606
+    faust_fixes.apply(settings.consumer_fetch_wait_ms)  # before the app's consumer exists: faust-streaming #606
     wiring = wire(settings, load_catalog())
     runtime = WorkerRuntime(settings)
     metrics = for_worker(wiring)  # this worker's own registry (GET /metrics)

@@ -123,6 +123,9 @@ class WorkerMetrics:
         self.apply_seconds = Histogram("tokenplan_worker_apply_seconds",
                                        "One unit of work, from its first record's arrival at the applier to durable",
                                        buckets=APPLY_BUCKETS, registry=r)
+        self.delivery_seconds = Histogram("tokenplan_worker_ledger_log_delivery_seconds",
+                                          "A ledger-log record, from its Kafka timestamp (the sequencer's send) to "
+                                          "its arrival at the applier", buckets=APPLY_BUCKETS, registry=r)
         # Children looked up once (labels() takes a lock and hashes per call); zero series visible from the start.
         self._applied = {label: self.events_applied.labels(topic=label)
                          for label in (*input_topics.values(), topics.POLICY)}
@@ -162,6 +165,10 @@ class WorkerMetrics:
         reasons = Tally(rejection_reason(emit.value) for emit in emitted if emit.topic == topics.REJECTED)
         for reason, count in reasons.items():
             self.reject(reason, count)
+
+    def record_arrived(self, timestamp_s: float, now_s: float) -> None:
+        """A ledger-log record reached the applier: faust's message timestamp and the wall clock, in seconds."""
+        self.delivery_seconds.observe(max(0.0, now_s - timestamp_s))
 
     def unit_durable(self, seconds: float) -> None:
         """A unit that applied events is durable `seconds` after its first record arrived."""

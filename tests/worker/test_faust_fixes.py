@@ -62,3 +62,19 @@ def test_a_record_kafka_no_longer_has_is_still_committed_over_as_faust_does():
 def test_apply_installs_the_fix_on_faust_consumers():
     faust_fixes.apply()
     assert Consumer._new_offset is faust_fixes.new_offset
+
+
+async def test_the_worker_consumer_waits_for_data_as_long_as_the_setting_says_not_faust_1500_ms():
+    from streams.config import Settings
+    from streams.worker.main import build
+
+    settings = Settings.from_env({"TOKENPLAN_TOPIC_PREFIX": "fx.", "TOKENPLAN_APP_ID": "fx",
+                                  "TOKENPLAN_CONSUMER_FETCH_WAIT_MS": "33"})
+    consumer = build(settings).wiring.app.consumer
+    created = consumer._thread._create_worker_consumer(consumer.transport)
+    try:
+        assert created._fetch_max_wait_ms == 33
+        unpatched = faust_fixes.ORIGINAL_CREATE_WORKER_CONSUMER(consumer._thread, consumer.transport)
+        assert unpatched._fetch_max_wait_ms == 1500, "faust's hard-coded wait (the stall it causes: module doc)"
+    finally:
+        await created.stop()

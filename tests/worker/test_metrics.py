@@ -178,3 +178,13 @@ def test_no_series_label_is_an_account_or_a_key():
     metrics.count_applied([_v2(0, USAGE, PLANS)], -1, 2, [_dead("invalid_event")])
     for (name, labels), _value in _samples(metrics).items():
         assert all(value not in {"acct", "key-acct"} for _key, value in labels), (name, labels)
+
+
+def test_a_ledger_log_records_delivery_is_timed_from_its_kafka_timestamp_and_never_negative():
+    metrics = _metrics()
+    metrics.record_arrived(1_000.0, 1_000.3)  # faust's timestamps are seconds
+    metrics.record_arrived(1_000.0, 999.0)  # a clock behind the broker's: counted as 0
+    samples = _samples(metrics)
+    assert samples[("tokenplan_worker_ledger_log_delivery_seconds_count", ())] == 2
+    assert samples[("tokenplan_worker_ledger_log_delivery_seconds_bucket", (("le", "0.25"),))] == 1
+    assert samples[("tokenplan_worker_ledger_log_delivery_seconds_bucket", (("le", "0.5"),))] == 2
