@@ -139,6 +139,12 @@ class Processor:
         fresh = [record for record in records if not (0 <= partition.next_offset and record[3] < partition.next_offset)]
         if not fresh:
             return []
+        if state.offset is not None and fresh[0][3] > state.offset:
+            # The unit began with redeliveries below the watermark (faust's resume-before-seek
+            # race): the memory they wrote is durable, so only memory at or after the first
+            # fresh record can be a torn try's. Counting from the unit's first record instead
+            # ignored their ids, and a retry of one of their events was charged again.
+            state.offset = fresh[0][3]
         expected = partition.next_offset if partition.next_offset >= 0 else fresh[0][3]
         for record in fresh:
             if record[3] != expected:
