@@ -55,21 +55,34 @@ def batches(raws: list[tuple[bytes, bytes]], size: int) -> list[tuple[int, bytes
     return records
 
 
-def run(records: list[tuple[int, bytes]], now: datetime, digest=None) -> tuple[float, int]:
+def units(records: list[tuple[int, bytes]], unit_records: int) -> list[tuple[int, list[bytes]]]:
+    """Records grouped as the applier takes them: up to `unit_records` consecutive records of
+    one partition per unit of work (1: no backlog; TOKENPLAN_UNIT_RECORDS_MAX under a backlog)."""
+    by_partition: dict[int, list[bytes]] = {}
+    for partition, value in records:
+        by_partition.setdefault(partition, []).append(value)
+    return [(partition, values[start:start + unit_records]) for partition, values in by_partition.items()
+            for start in range(0, len(values), unit_records)]
+
+
+def run(records: list[tuple[int, bytes]], now: datetime, digest=None, unit_records: int = 1) -> tuple[float, int]:
     """Process every record as the worker does; returns (seconds, state bytes written)."""
     processor = Processor(load_catalog(), Limits())
     backends = {p: DictBackend() for p in range(PARTITIONS)}
     offsets = dict.fromkeys(backends, 0)
     cache = RecordCache(1_000_000)
     written = 0
+    headers = [(FORMAT_HEADER, b"2")]
     began = time.perf_counter()
-    for partition, value in records:
-        state = PartitionState(backends[partition], partition, processor.limits, cache, offsets[partition])
-        emitted = processor.process_record(value, None, [(FORMAT_HEADER, b"2")], offsets[partition], state, now)
+    for partition, values in units(records, unit_records):
+        first = offsets[partition]
+        state = PartitionState(backends[partition], partition, processor.limits, cache, first)
+        emitted = processor.process_records([(value, None, headers, first + index)
+                                             for index, value in enumerate(values)], state, now)
         writes = state.finish()
         backends[partition].write(writes)
         state.commit_to_cache()
-        offsets[partition] += 1
+        offsets[partition] += len(values)
         written += sum(len(key) + len(value or b"") for key, value in writes.items())
         if digest is not None:
             for emit in emitted:
@@ -87,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best is printed")
     parser.add_argument("--batch", type=int, default=500, help="input events per sequencer fetch (default 500)")
+    parser.add_argument("--unit-records", type=int, default=1,
+                        help="records per unit of work (1: no backlog; 64: a backlog, TOKENPLAN_UNIT_RECORDS_MAX)")
     parser.add_argument("--digest", action="store_true", help="also hash every output byte")
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile run")
     args = parser.parse_args(argv)
@@ -95,15 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     records = batches(raws, args.batch)
     if args.profile:
         profiler = cProfile.Profile()
-        profiler.runcall(run, records, NOW)
+        profiler.runcall(run, records, NOW, None, args.unit_records)
         pstats.Stats(profiler).sort_stats("tottime").print_stats(30)
         return 0
-    best, written = min(run(records, NOW) for _ in range(max(args.repeat, 1)))
-    print(f"{len(raws)} events in {len(records)} records: {len(raws) / best:.0f} ev/s, "
+    best, written = min(run(records, NOW, None, args.unit_records) for _ in range(max(args.repeat, 1)))
+    print(f"{len(raws)} events in {len(records)} records ({args.unit_records} per unit): {len(raws) / best:.0f} ev/s, "
           f"{best / len(raws) * 1e6:.1f} us/event, {written / len(raws):.0f} state bytes written per event")
     if args.digest:
         digest = hashlib.sha256()
-        run(records, NOW, digest)
+        run(records, NOW, digest, args.unit_records)
         print(f"output digest {digest.hexdigest()}")
     return 0
 
