@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
-from schemas.events import Usage, format_instant
+from schemas.events import format_instant
 from schemas.outputs import BALANCE_CHANGED_VERSION
 from streams.ledger.fact_ids import derive_event_id
 from streams.ledger.packages import Package
@@ -22,7 +22,7 @@ from streams.ledger.units import TEXT_FAST_BELOW, credits_text, from_micro
 if TYPE_CHECKING:
     from streams.ledger.facts import FactRecords
 
-__all__ = ["fact_payloads"]
+__all__ = ["fact_payloads", "usage_charge_payload"]
 
 _FACT_TYPES = {"bc": "balance.changed", "qe": "quota.exhausted", "qr": "quota.restored"}
 
@@ -58,16 +58,32 @@ def _package_ref_json(package: Package) -> orjson.Fragment:
     return fragment
 
 
-def _usage_json(usage: Usage, rating: Rating) -> dict:
-    """`facts.usage_detail(usage, rating)` as pydantic serializes it."""
-    fields = usage.__dict__  # the declared fields: faster than the model's attributes
+def _usage_json(usage: dict, rating: Rating) -> dict:
+    """`facts.usage_detail(usage, rating)` as pydantic serializes it; `usage`: the event's
+    declared fields (`Usage.__dict__`, faster than the model's attributes)."""
     _, coefficient, offpeak, saved_micro = rating
     return {
-        "model": fields["model"], "input_cache_hit_tokens": fields["input_cache_hit_tokens"],
-        "input_cache_miss_tokens": fields["input_cache_miss_tokens"],
-        "output_tokens": fields["output_tokens"], "coefficient": str(coefficient), "offpeak": offpeak,
-        "credits_saved": _decimal_json(saved_micro), "cluster": fields["cluster"],
-        "protocol": fields["protocol"], "key_id": fields["key_id"]}
+        "model": usage["model"], "input_cache_hit_tokens": usage["input_cache_hit_tokens"],
+        "input_cache_miss_tokens": usage["input_cache_miss_tokens"],
+        "output_tokens": usage["output_tokens"], "coefficient": str(coefficient), "offpeak": offpeak,
+        "credits_saved": _decimal_json(saved_micro), "cluster": usage["cluster"],
+        "protocol": usage["protocol"], "key_id": usage["key_id"]}
+
+
+def _balance_changed(fact_id: str, cause_id: str, cause_type: str, account_id: str, occurred_at: str,
+                     package: Package, charged_micro: int, price, usage: dict | None) -> dict:
+    """The fields of a balance.changed, in the model's order (the one body both builders use)."""
+    return {
+        "event_id": fact_id, "cause_event_id": cause_id, "cause_type": cause_type, "account_id": account_id,
+        "occurred_at": occurred_at, "type": "balance.changed", "schema_version": BALANCE_CHANGED_VERSION,
+        "package": _package_ref_json(package), "credits_charged": _decimal_json(charged_micro),
+        "credits_used": _decimal_json(package.used_micro),
+        "credits_remaining": _decimal_json(package.remaining_micro),
+        "amount": None if price is None else str(price.amount),
+        "currency": None if price is None else price.currency,
+        "discount": None if price is None else price.discount,
+        "usage": usage,
+    }
 
 
 def fact_payloads(records: "FactRecords") -> list[tuple[str, bytes]]:
@@ -79,26 +95,27 @@ def fact_payloads(records: "FactRecords") -> list[tuple[str, bytes]]:
     occurred_at = format_instant(event.occurred_at)
     out = []
     for ordinal, (kind, package, charged_micro, price, rating) in enumerate(records.records):
-        fact_type = _FACT_TYPES[kind]
-        data = {
-            "event_id": derive_event_id(kind, account_id, cause_id, ordinal),
-            "cause_event_id": cause_id, "cause_type": cause_type, "account_id": account_id,
-            "occurred_at": occurred_at, "type": fact_type,
-        }
+        fact_id = derive_event_id(kind, account_id, cause_id, ordinal)
         if kind == "bc":
-            data["schema_version"] = BALANCE_CHANGED_VERSION
-            data["package"] = _package_ref_json(package)
-            data["credits_charged"] = _decimal_json(charged_micro)
-            data["credits_used"] = _decimal_json(package.used_micro)
+            out.append(("balance.changed", orjson.dumps(_balance_changed(
+                fact_id, cause_id, cause_type, account_id, occurred_at, package, charged_micro, price,
+                None if rating is None else _usage_json(event.__dict__, rating)))))
+            continue
+        fact_type = _FACT_TYPES[kind]
+        data = {"event_id": fact_id, "cause_event_id": cause_id, "cause_type": cause_type,
+                "account_id": account_id, "occurred_at": occurred_at, "type": fact_type,
+                "package": _package_ref_json(package), "credits_used": _decimal_json(package.used_micro)}
+        if kind == "qr":
             data["credits_remaining"] = _decimal_json(package.remaining_micro)
-            data["amount"] = None if price is None else str(price.amount)
-            data["currency"] = None if price is None else price.currency
-            data["discount"] = None if price is None else price.discount
-            data["usage"] = None if rating is None else _usage_json(event, rating)
-        else:
-            data["package"] = _package_ref_json(package)
-            data["credits_used"] = _decimal_json(package.used_micro)
-            if kind == "qr":
-                data["credits_remaining"] = _decimal_json(package.remaining_micro)
         out.append((fact_type, orjson.dumps(data)))
     return out
+
+
+def usage_charge_payload(usage: dict, package: Package, rating: Rating, occurred_at: str) -> bytes:
+    """The one fact of a plain usage charge (`step.charge_plain_usage`: accepted, no exhaustion
+    starts or ends), from the event's fields: exactly the balance.changed `fact_payloads`
+    writes for it (ordinal 0, no price). `occurred_at`: the event's instant as `format_instant`."""
+    cause_id, account_id = usage["event_id"], usage["account_id"]
+    return orjson.dumps(_balance_changed(derive_event_id("bc", account_id, cause_id, 0), cause_id, "usage",
+                                         account_id, occurred_at, package, rating[0], None,
+                                         _usage_json(usage, rating)))

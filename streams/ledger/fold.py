@@ -113,7 +113,8 @@ class Fold:
         charged = charge_plain_usage(state, usage, self.catalog)
         if charged is None:
             return False
-        new_state, package, micro = charged
+        new_state, package, rating = charged
+        micro = rating[0]
         self.accounts[account_id] = new_state
         memory.remember(account_id, event_id, fields_fingerprint(usage), instant)
         memory.append_entry(account_id, package.opened_by, instant, micro)

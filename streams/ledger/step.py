@@ -267,14 +267,16 @@ def _usage_packages(state: AccountState, event: Usage, catalog: Catalog, limits:
 
 
 def charge_plain_usage(state: AccountState, usage: dict, catalog: Catalog
-                       ) -> tuple[AccountState, Package, int] | None:
-    """`step`'s charge of usage when it is plain, for a caller that reads no facts (the replay fold).
+                       ) -> tuple[AccountState, Package, Rating] | None:
+    """`step`'s charge of usage when it is plain, from the event's fields alone (the fast paths
+    of the replay fold and of the streaming processor).
 
     `usage`: the event's declared fields (`Usage.__dict__`, or `decode.plain_usage_fields`).
     Plain: accepted, and no exhaustion starts or ends, so its one fact is the balance
-    change. Returns (new state, the charged package, micro-credits), exactly what
-    `step` would; None when not plain: the caller then asks `step`. The lateness and
-    duplicate checks are the caller's (`usage_too_late`, its event memory).
+    change (`fact_json.usage_charge_payload`). Returns (new state, the charged package,
+    its `Rating`: micro-credits first), exactly what `step` would; None when not plain:
+    the caller then asks `step`. The lateness and duplicate checks are the caller's
+    (`usage_too_late`, its event memory).
     """
     charge = _usage_charge(state, usage, catalog)
     if type(charge) is Rejection:
@@ -282,7 +284,7 @@ def charge_plain_usage(state: AccountState, usage: dict, catalog: Catalog
     index, package, rating = charge
     if package.exhausted or package.used_micro >= package.credits_limit_micro:
         return None
-    return state.with_packages(_replace_package(state.packages, index, package)), package, rating[0]
+    return state.with_packages(_replace_package(state.packages, index, package)), package, rating
 
 
 def _merge_refreshes(state: AccountState, package: Package,

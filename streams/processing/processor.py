@@ -22,9 +22,12 @@ from streams.processing.records import AccountRecord, LogPosition, PartitionReco
 from streams.processing.state_store import PartitionState, merge_days
 from streams.ledger import (AccountState, Catalog, Fold, Limits, Rejection, StepResult, account_view,
                             allowed, decode_event, step, view_key)
+from streams.ledger.decode import plain_usage_fields
 from streams.ledger.dedupe import AppliedIds
-from streams.ledger.lateness import advance
+from streams.ledger.fact_json import usage_charge_payload
+from streams.ledger.lateness import advance, advance_to
 from streams.ledger.memory import expired_before, record_applied
+from streams.ledger.step import charge_plain_usage, fields_fingerprint, usage_too_late
 from streams.ledger.units import to_micro
 from streams.ledger.views import credit_step
 
@@ -187,7 +190,13 @@ class Processor:
 
     def _apply(self, input_event: InputEvent, log: LogPosition, state: PartitionState, unit: _Unit,
                now: datetime) -> list[Emit]:
-        raw, key, source = input_event.value, input_event.key, _source(input_event)
+        raw, key = input_event.value, input_event.key
+        usage = plain_usage_fields(raw, self.limits)
+        if usage is not None:
+            out = self._apply_plain_usage(usage, input_event, log, state, unit, now)
+            if out is not None:
+                return out
+        source = _source(input_event)
         event = decode_event(raw, self.limits)
         if isinstance(event, Rejection):
             return [self._dead(raw, key, event.reason.value, event.detail, source, log, event.event_id,
@@ -208,6 +217,52 @@ class Processor:
             record_applied(state, account_id, event, result)
             unit.high_water = advance(unit.high_water, event)
         out.extend(self._apply_result(result, state, log, source, format_instant(event.occurred_at), now))
+        return out
+
+    def _apply_plain_usage(self, usage: dict, input_event: InputEvent, log: LogPosition, state: PartitionState,
+                           unit: _Unit, now: datetime) -> list[Emit] | None:
+        """`_apply` of plain usage from its fields alone; None: nothing done, take the general path.
+
+        Why: usage is nearly every event, and the general path builds the pydantic model,
+        a StepResult, fact records and a fact list that plain usage does not need (the
+        replay fold's `_fold_usage` is the same shortcut). Plain: keyed by its account, an
+        account with a record this unit may still change, not too late, an id not
+        remembered (a retry with the same content is a no-op here too), and a charge
+        `charge_plain_usage` takes (no exhaustion starts or ends). The rules are the core's
+        own functions; tests/processing/test_fast_path.py checks that both paths publish and
+        write the same bytes.
+        """
+        account_id = usage["account_id"]
+        key = input_event.key
+        if key is not None and key != account_id.encode("utf-8"):
+            return None
+        if self._already_applied(account_id, log, state, unit):
+            return []
+        record = state.get(account_id)
+        if record is None:
+            return None
+        instant, event_id = usage["occurred_at"], usage["event_id"]
+        if usage_too_late(instant, unit.high_water, self.limits):
+            return None
+        fingerprint = fields_fingerprint(usage)
+        seen = state.fingerprint_of(account_id, event_id)
+        if seen is not None:
+            return [] if seen == fingerprint else None
+        charged = charge_plain_usage(record.state, usage, self.catalog)
+        if charged is None:
+            return None
+        new_state, package, rating = charged
+        state.remember(account_id, event_id, fingerprint, instant)
+        state.append(account_id, ((package.opened_by, instant, rating[0]),))
+        unit.high_water = advance_to(unit.high_water, instant)
+        event_time = format_instant(instant)
+        account_key = key if key is not None else account_id.encode("utf-8")
+        out = [Emit(BALANCE_CHANGED, account_key, usage_charge_payload(usage, package, rating, event_time))]
+        changed = AccountRecord(new_state, log, _source(input_event), event_time, record.status_key)
+        status = self._status(account_id, changed, now)
+        if status is not None:
+            out.append(status)
+        state.put(account_id, changed)
         return out
 
     @staticmethod
