@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
+from streams.gc_policy import GEN0_THRESHOLD
 from streams.ledger.limits import Limits
 from streams.ledger.usage_policy import PolicyLimits
 
@@ -155,6 +156,10 @@ class Settings:
 
     #: TOKENPLAN_EVENT_LOOP: `uvloop` (libuv; less CPU per callback) or `asyncio`.
     event_loop: str = "asyncio"
+    #: TOKENPLAN_GC_GEN0_THRESHOLD: container allocations between the garbage collector's
+    #: young collections in the worker (CPython's default: 700; 0 keeps CPython's
+    #: thresholds): see streams/gc_policy.py.
+    gc_gen0_threshold: int = GEN0_THRESHOLD
 
     #: The core's limits (streams.ledger.limits), with overrides from the environment.
     limits: Limits = field(default_factory=Limits)
@@ -174,8 +179,8 @@ class Settings:
             raise SystemExit(f"event_loop must be uvloop or asyncio, got {self.event_loop!r}")
         if not 4096 <= self.ledger_record_bytes_max <= 900 * 1024:
             raise SystemExit("ledger_record_bytes_max must be in 4096..921600 (the broker takes 1 MiB)")
-        if self.batch_wait_ms < 0 or self.producer_linger_ms < 0:
-            raise SystemExit("batch_wait_ms and producer_linger_ms must not be negative")
+        if self.batch_wait_ms < 0 or self.producer_linger_ms < 0 or self.gc_gen0_threshold < 0:
+            raise SystemExit("batch_wait_ms, producer_linger_ms and gc_gen0_threshold must not be negative")
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -211,6 +216,7 @@ class Settings:
                                                defaults.rocksdb_block_cache_bytes),
             sequencer=env.get("TOKENPLAN_SEQUENCER") or defaults.sequencer,
             event_loop=env.get("TOKENPLAN_EVENT_LOOP") or defaults.event_loop,
+            gc_gen0_threshold=_env_int(env, "TOKENPLAN_GC_GEN0_THRESHOLD", defaults.gc_gen0_threshold),
             limits=limits_from_env(env),
             policy=policy_limits_from_env(env),
         )

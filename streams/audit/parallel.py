@@ -38,6 +38,7 @@ from datetime import datetime
 import orjson
 
 from schemas.events import format_instant
+from streams import gc_policy
 from streams.ledger.catalog import Catalog, load_catalog
 from streams.ledger.fold import Fold
 from streams.ledger.limits import Limits
@@ -136,12 +137,8 @@ def _worker(path: str, worker: int, workers: int, partitions: int, as_of: dateti
     Returns (account views, [(line number, first-seen line or -1, position, entry)])
     with only the rejections this worker owns (see the module docstring).
     """
-    threshold = gc.get_threshold()
-    gc.set_threshold(200_000, threshold[1], threshold[2])  # see replay._bulk_gc
-    try:
+    with gc_policy.bulk():
         return _fold(path, worker, workers, partitions, as_of, limits, progress)
-    finally:
-        gc.set_threshold(*threshold)
 
 
 def _fold(path: str, worker: int, workers: int, partitions: int, as_of: datetime, limits: Limits,

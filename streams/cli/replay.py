@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import os
 import sys
 from datetime import datetime, timezone
@@ -12,6 +11,7 @@ from typing import BinaryIO, Iterator
 import orjson
 
 from schemas.events import parse_instant
+from streams import gc_policy
 from streams.config import limits_from_env, partitions_from_env
 from streams.ledger.catalog import load_catalog
 from streams.ledger.fold import Fold
@@ -55,26 +55,9 @@ def open_events(path: str) -> tuple[BinaryIO, int]:
         raise UsageError(f"cannot read {path}: {error.strerror or error}") from error
 
 
-@contextlib.contextmanager
-def _bulk_gc() -> Iterator[None]:
-    """Raise the cyclic GC's gen-0 threshold during a fold.
-
-    Why: the fold allocates millions of long-lived, acyclic objects; with the
-    default threshold (700) the collector rescans them constantly, which
-    costs about half the replay time. Reference counting still frees
-    everything; the collector still runs, just less often.
-    """
-    previous = gc.get_threshold()
-    gc.set_threshold(200_000, previous[1], previous[2])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*previous)
-
-
 def replay_into(ledger: Fold, path: str, *, progress: bool | None = None) -> Fold:
     """Feed every non-blank line of `path` to `ledger` in file order."""
-    with _bulk_gc():
+    with gc_policy.bulk():
         return _replay_into(ledger, path, progress)
 
 
@@ -149,7 +132,7 @@ def replay_kafka(as_of: datetime, progress: bool | None) -> dict:
 
     settings = Settings.from_env()
     show = progress if progress is not None else sys.stderr.isatty()
-    with _kafka_progress(show) as on_progress, _bulk_gc():
+    with _kafka_progress(show) as on_progress, gc_policy.bulk():
         try:
             replayed = asyncio.run(replay_ledger_log(settings, load_catalog(), settings.limits, as_of, on_progress))
         except LookupError as error:

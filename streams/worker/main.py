@@ -11,6 +11,7 @@ import logging
 import sys
 from dataclasses import dataclass
 
+from streams import gc_policy
 from streams.config import Settings
 from streams.ledger import load_catalog
 from streams.worker import applier, clock, faust_fixes, policy, web
@@ -43,7 +44,18 @@ def build(settings: Settings) -> Worker:
     web.register(wiring, runtime, metrics.exposition)
     if settings.sequencer == "inline":
         wiring.app.service(Sequencer(settings))
+    register_gc_freeze(wiring)
     return built
+
+
+def register_gc_freeze(wiring: Wiring) -> None:
+    """Once start-up and the first table recovery are over, freeze what is alive (gc_policy)."""
+
+    async def freeze_after_recovery() -> None:
+        await wiring.app.tables.recovery.completed.wait()
+        gc_policy.freeze()
+
+    wiring.app.task(freeze_after_recovery)
 
 
 def run(settings: Settings, loglevel: str) -> int:
@@ -51,6 +63,7 @@ def run(settings: Settings, loglevel: str) -> int:
     from faust.worker import Worker as FaustWorker
 
     logging.basicConfig(level=loglevel.upper())
+    gc_policy.tune(settings.gc_gen0_threshold)
     built = build(settings)
     try:
         asyncio.run(ensure_topics(settings, built.wiring.topic_specs()))
