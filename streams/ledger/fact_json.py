@@ -15,6 +15,7 @@ import orjson
 from schemas.events import format_instant
 from schemas.outputs import BALANCE_CHANGED_VERSION
 from streams.ledger.fact_ids import derive_event_id
+from streams.ledger.json_bytes import json_bytes
 from streams.ledger.packages import Package
 from streams.ledger.rating import Rating
 from streams.ledger.units import TEXT_FAST_BELOW, credits_text, from_micro
@@ -47,7 +48,7 @@ def _package_ref_json(package: Package) -> orjson.Fragment:
            package.credits_limit_micro)
     fragment = _PACKAGE_REFS.get(key)
     if fragment is None:
-        fragment = orjson.Fragment(orjson.dumps({
+        fragment = orjson.Fragment(json_bytes({
             "tier": package.tier, "period": package.period,
             "valid_from": format_instant(package.valid_from),
             "valid_until": format_instant(package.valid_until),
@@ -97,7 +98,7 @@ def fact_payloads(records: "FactRecords") -> list[tuple[str, bytes]]:
     for ordinal, (kind, package, charged_micro, price, rating) in enumerate(records.records):
         fact_id = derive_event_id(kind, account_id, cause_id, ordinal)
         if kind == "bc":
-            out.append(("balance.changed", orjson.dumps(_balance_changed(
+            out.append(("balance.changed", json_bytes(_balance_changed(
                 fact_id, cause_id, cause_type, account_id, occurred_at, package, charged_micro, price,
                 None if rating is None else _usage_json(event.__dict__, rating)))))
             continue
@@ -107,7 +108,7 @@ def fact_payloads(records: "FactRecords") -> list[tuple[str, bytes]]:
                 "package": _package_ref_json(package), "credits_used": _decimal_json(package.used_micro)}
         if kind == "qr":
             data["credits_remaining"] = _decimal_json(package.remaining_micro)
-        out.append((fact_type, orjson.dumps(data)))
+        out.append((fact_type, json_bytes(data)))
     return out
 
 
@@ -116,6 +117,6 @@ def usage_charge_payload(usage: dict, package: Package, rating: Rating, occurred
     starts or ends), from the event's fields: exactly the balance.changed `fact_payloads`
     writes for it (ordinal 0, no price). `occurred_at`: the event's instant as `format_instant`."""
     cause_id, account_id = usage["event_id"], usage["account_id"]
-    return orjson.dumps(_balance_changed(derive_event_id("bc", account_id, cause_id, 0), cause_id, "usage",
+    return json_bytes(_balance_changed(derive_event_id("bc", account_id, cause_id, 0), cause_id, "usage",
                                          account_id, occurred_at, package, rating[0], None,
                                          _usage_json(usage, rating)))

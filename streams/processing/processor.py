@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-import orjson
 
 from schemas.events import format_instant, parse_instant
 from schemas.topics import BALANCE_CHANGED, QUOTA_EXHAUSTED, QUOTA_STATUS, REJECTED
@@ -25,6 +24,7 @@ from streams.ledger import (AccountState, Catalog, Fold, Limits, Rejection, Step
 from streams.ledger.decode import plain_usage_fields
 from streams.ledger.dedupe import AppliedIds
 from streams.ledger.fact_json import usage_charge_payload
+from streams.ledger.json_bytes import json_bytes
 from streams.ledger.lateness import advance, advance_to
 from streams.ledger.memory import expired_before, record_applied
 from streams.ledger.step import charge_plain_usage, fields_fingerprint, usage_too_late
@@ -331,7 +331,7 @@ class Processor:
         view = status_view(record, now)
         record.status_key = key
         view["account_id"] = account_id
-        return Emit(QUOTA_STATUS, account_id.encode("utf-8"), orjson.dumps(view))
+        return Emit(QUOTA_STATUS, account_id.encode("utf-8"), json_bytes(view))
 
     def tick(self, state: PartitionState, account_ids, now: datetime) -> list[Emit]:
         """Time passed: publish the status of accounts whose view changed without an event."""

@@ -16,6 +16,7 @@ import orjson
 from schemas import topics
 
 from streams.ledger import AccountState, Limits, redact
+from streams.ledger.json_bytes import json_bytes
 
 _Fragment = orjson.Fragment
 
@@ -78,7 +79,7 @@ class AccountRecord:
     status_key: tuple | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({
+        return json_bytes({
             "v": RECORD_FORMAT_VERSION,
             "s": _Fragment(self.state.to_json()),
             "l": [self.log.partition, self.log.offset, self.log.index],
@@ -122,7 +123,7 @@ class PartitionRecord:
     id_days: list[int] = field(default_factory=list)
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"v": RECORD_FORMAT_VERSION, "global_refreshes": self.global_refreshes,
+        return json_bytes({"v": RECORD_FORMAT_VERSION, "global_refreshes": self.global_refreshes,
                              "global_refresh_ids": self.global_refresh_ids, "next_offset": self.next_offset,
                              "high_water": self.high_water, "id_days": self.id_days})
 
@@ -159,7 +160,7 @@ def payload_field(raw: bytes) -> dict:
 def dead_letter(raw: bytes, reason: str, detail: str, source: Source | None, log: LogPosition | None,
                 event_id: str | None = None, account_id: str | None = None) -> bytes:
     """A `tokenplan.rejected` value: the original payload, the reason, where it came from."""
-    return orjson.dumps({
+    return json_bytes({
         "type": "event.rejected",
         "reason": reason,
         "detail": redact(detail),
