@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs; the best is printed")
     parser.add_argument("--batch", type=int, default=500, help="input events per sequencer fetch (default 500)")
     parser.add_argument("--unit-records", type=int, default=1,
-                        help="records per unit of work (1: no backlog; 64: a backlog, TOKENPLAN_UNIT_RECORDS_MAX)")
+                        help="records per unit of work (1: no backlog; 16: a backlog, TOKENPLAN_UNIT_RECORDS_MAX)")
     parser.add_argument("--digest", action="store_true", help="also hash every output byte")
     parser.add_argument("--profile", action="store_true", help="print the top of a cProfile run")
     args = parser.parse_args(argv)

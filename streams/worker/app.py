@@ -36,6 +36,7 @@ def create_app(config: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger=config.producer_linger_s,
+        stream_buffer_maxsize=config.stream_buffer_max,
         broker_commit_interval=config.commit_interval_s,
         broker_session_timeout=config.session_timeout_ms / 1000,
         broker_heartbeat_interval=min(3.0, config.session_timeout_ms / 3000),

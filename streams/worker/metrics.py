@@ -38,7 +38,7 @@ __all__ = ["STATES", "ScrapeCollector", "TopicCounter", "WorkerMetrics", "for_wo
 
 #: One unit of work, arrival to durable: a few ms idle, up to seconds behind a backlog.
 APPLY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
-#: Ledger-log records per unit: 1 with no backlog, up to TOKENPLAN_UNIT_RECORDS_MAX (64).
+#: Ledger-log records per unit: 1 with no backlog, up to TOKENPLAN_UNIT_RECORDS_MAX (16).
 RECORD_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128)
 #: What `streams.worker.web.worker_status` answers (the state gauge has one series each).
 STATES = ("running", "recovering", "rebalancing", "starting")
