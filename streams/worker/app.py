@@ -99,7 +99,7 @@ def wire(settings: Settings, catalog: Catalog) -> Wiring:
                                  key_type=bytes, value_type=bytes),
         out_topics={name: declare(name) for name in (*topics.ALL_OUTPUTS, *topics.POLICY_OUTPUTS)},
         accounts_table=app.Table("accounts", partitions=settings.partitions, key_type=bytes, value_type=bytes,
-                                 options=rocksdb_memory.table_options(memory)),
+                                 options=rocksdb_memory.table_options(memory, rocksdb_memory.MEMTABLE_BLOOM_RATIO)),
         policy_topic=declare(topics.POLICY),
         policy_table=app.Table("key-policy", partitions=settings.partitions, key_type=bytes, value_type=bytes,
                                options=rocksdb_memory.table_options(memory)),

@@ -7,7 +7,7 @@ import pytest
 
 from streams.config import Settings
 from streams.worker.main import build
-from streams.worker.rocksdb_memory import (MEMTABLE_BYTES, SharedMemory, SharedMemoryOptions, Store, table_options)
+from streams.worker.rocksdb_memory import (MEMTABLE_BLOOM_RATIO, MEMTABLE_BYTES, SharedMemory, SharedMemoryOptions, Store, table_options)
 
 MIB = 1024 * 1024
 
@@ -49,6 +49,14 @@ def test_the_worker_tables_use_the_shared_store(tmp_path):
     assert first.extra_options["memory"] is second.extra_options["memory"], "one budget per worker"
     assert first.extra_options["memory"].manager.get_buffer_size() == 48 * MIB
     assert first.write_buffer_size == MEMTABLE_BYTES
+    # The accounts table's lookups of new ids miss: a memtable bloom filter answers them.
+    assert first.extra_options["memtable_bloom_ratio"] == MEMTABLE_BLOOM_RATIO > 0
+    assert second.extra_options["memtable_bloom_ratio"] == 0
+    bloomed = SharedMemoryOptions(**table_options(SharedMemory(8 * MIB, 2 * MIB), MEMTABLE_BLOOM_RATIO),
+                                  use_rocksdict=True).open(tmp_path / "bloomed.db")
+    bloomed[b"i:present"] = b"x"
+    assert bloomed.get(b"i:present") == b"x" and bloomed.get(b"i:absent") is None
+    bloomed.close()
 
 
 def test_a_shared_store_without_its_budget_is_refused(tmp_path):
