@@ -33,6 +33,8 @@ Entries = list[tuple[datetime, int]]
 def last_reset_for(valid_from: datetime, valid_until: datetime,
                    refreshes: tuple[datetime, ...], as_of: datetime | None = None) -> datetime:
     """Latest refresh in [valid_from, valid_until) (and <= as_of when given), else valid_from."""
+    if not refreshes:  # the usual account (refreshes before its packages are pruned): the view of every event
+        return valid_from
     bound = valid_until if as_of is None else min(valid_until, _after(as_of))
     index = bisect.bisect_left(refreshes, bound) - 1
     if index >= 0 and refreshes[index] >= valid_from:

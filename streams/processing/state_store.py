@@ -125,15 +125,18 @@ class RecordCache:
         return len(self._records)
 
 
-class Writes(OrderedDict):
-    """The keys one unit of work writes (None: delete), in write order."""
+class Writes(dict):
+    """The keys one unit of work writes (None: delete), in write order (a dict keeps it)."""
 
     def ordered(self) -> list[tuple[bytes, bytes | None]]:
         """Event memory first, then accounts, the partition record last: a torn (prefix)
         write never holds an account record without the memory its record wrote."""
-        memory = [(k, v) for k, v in self.items() if k[:2] in (b"i:", b"x:", b"u:")]
-        accounts = [(k, v) for k, v in self.items() if k[:2] == b"a:"]
-        partition = [(k, v) for k, v in self.items() if k[:2] == b"p:"]
+        memory: list[tuple[bytes, bytes | None]] = []
+        accounts: list[tuple[bytes, bytes | None]] = []
+        partition: list[tuple[bytes, bytes | None]] = []
+        for item in self.items():
+            prefix = item[0][:2]
+            (accounts if prefix == b"a:" else partition if prefix == b"p:" else memory).append(item)
         return memory + accounts + partition
 
 

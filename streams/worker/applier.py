@@ -94,6 +94,8 @@ class Applier:
         self.arrived: dict[int, float] = {}
         self.processor = Processor(wiring.catalog, wiring.settings.limits)
         self.clock_topic = wiring.settings.topic(topics.CLOCK)
+        #: Out-topic short name -> full name (a unit publishes many facts to few topics).
+        self.topic_names = {name: wiring.settings.topic(name) for name in topics.ALL_OUTPUTS}
 
     def partition_state(self, partition: int, offset: int | None) -> PartitionState:
         """The state of `partition` as the table's local RocksDB holds it."""
@@ -125,15 +127,15 @@ class Applier:
         settings, table = self.settings, self.wiring.accounts_table
         producer = self.wiring.kafka_producer()
         facts = Outbox(settings.partitions)
+        names = self.topic_names
         for emit in emitted:
-            facts.add(settings.topic(emit.topic), emit.key, emit.value, None if emit.key else partition)
+            facts.add(names[emit.topic], emit.key, emit.value, None if emit.key else partition)
         if len(facts):
             await facts.send(producer)
         changelog = table.changelog_topic.get_topic_name()
         ordered = writes.ordered()
         state_box = Outbox(settings.partitions)
-        for key, value in ordered:
-            state_box.add(changelog, key, value, partition)
+        state_box.extend(changelog, partition, ordered)
         delivered = await state_box.send(producer)
         db = table.data._dbs.get(partition)
         if db is None:  # revoked while delivering: the new owner recovers it from the changelog

@@ -37,6 +37,10 @@ class Outbox:
             partition = key_partition(key, self.partitions)
         self._records.setdefault((topic, partition), []).append((key, value, headers))
 
+    def extend(self, topic: str, partition: int, records: list[tuple[bytes | None, bytes | None]]) -> None:
+        """Queue (key, value) records for one partition, in order (a unit's changelog run)."""
+        self._records.setdefault((topic, partition), []).extend((key, value, None) for key, value in records)
+
     def __len__(self) -> int:
         return sum(len(records) for records in self._records.values())
 
