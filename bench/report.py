@@ -155,8 +155,10 @@ def _soak_rows(soak: dict | None) -> str:
     kept = ("kept up" if soak["kept_up"] else f"**fell behind** ({soak['lag_at_end']:,} events not applied at the end"
             f"{', drained' if soak['drained'] else ', not drained'} within {soak['drain_seconds']} s after)")
     return (f"| soak: {soak['accounts']:,} max-plan accounts, {soak['rate_target']:,} usage events/s for "
-            f"{soak['seconds']:,.0f} s: worker RSS start -> end (max) | {soak['rss_start_mib']} -> "
-            f"{soak['rss_end_mib']} MiB (max {soak['rss_max_mib']}), x{soak['rss_end_to_start']:.2f}: {within} "
+            f"{soak['seconds']:,.0f} s: worker RSS at the start of the load, after {soak['warmup_seconds']:.0f} s "
+            f"(record cache and RocksDB memtables filled) -> end (max) | {soak['rss_start_mib']}, "
+            f"{soak['rss_warm_mib']} -> {soak['rss_end_mib']} MiB (max {soak['rss_max_mib']}), "
+            f"x{soak['rss_end_to_warm']:.2f} of the warm figure: {within} "
             f"±{soak['rss_tolerance']:.0%}{'; the faust worker was started again during it' if soak.get('worker_restarted') else ''}"
             f" | RSS within ±15% |\n"
             f"| soak: events applied by the worker | {soak['applied_events_per_s']:,.0f} events/s "

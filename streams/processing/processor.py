@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 
 from schemas.events import format_instant, parse_instant
@@ -46,9 +47,8 @@ class LedgerHoleError(RuntimeError):
     the worker stops instead and restarts from its committed offsets."""
 
 
-@dataclass(frozen=True)
-class Emit:
-    """One record to publish: out-topic short name, key, value."""
+class Emit(NamedTuple):
+    """One record to publish: out-topic short name, key, value (a NamedTuple: one per fact)."""
 
     topic: str
     key: bytes | None

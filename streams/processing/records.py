@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -25,9 +25,9 @@ _Fragment = orjson.Fragment
 RECORD_FORMAT_VERSION = 2
 
 
-@dataclass(frozen=True)
-class Source:
-    """Where an input event came from (input topic, partition, offset)."""
+class Source(NamedTuple):
+    """Where an input event came from (input topic, partition, offset). A NamedTuple, not a
+    frozen dataclass: one is built per event, at a third of the cost."""
 
     topic: str
     partition: int
@@ -47,10 +47,9 @@ def source_of(headers) -> Source | None:
         return None
 
 
-@dataclass(frozen=True)
-class LogPosition:
+class LogPosition(NamedTuple):
     """Where the ledger read an event: the ledger-log partition and offset, and for a v2
-    (batch) record the event's index inside it."""
+    (batch) record the event's index inside it (a NamedTuple: one per event)."""
 
     partition: int
     offset: int

@@ -164,6 +164,9 @@ class PartitionState:
         #: (u: prefix, record offset) -> entries (micros since the epoch, micro-credits).
         self._entries: dict[tuple[bytes, int], list[tuple[int, int]]] = {}
         self._partition: PartitionRecord | None = None
+        #: (event_id, account_id, its i: key) of the last id looked up (`_id_key`).
+        self._last_id: tuple[str, str, bytes] = ("", "", b"")
+        self._chunk_prefixes: dict[tuple[str, str], bytes] = {}
         #: Input events in the unit (set by the processor; /health counts them).
         self.events_count = 0
 
@@ -213,8 +216,24 @@ class PartitionState:
 
     # ------------------------------------------------------------ the event memory (streams.ledger.memory)
 
-    def fingerprint_of(self, account_id: str, event_id: str) -> str | None:
+    def _id_key(self, account_id: str, event_id: str) -> bytes:
+        """b"i:" + h16(account, id), computed once for the lookup and the remember of one event."""
+        last = self._last_id
+        if last[0] == event_id and last[1] == account_id:
+            return last[2]
         key = b"i:" + _h16(account_id, event_id)
+        self._last_id = (event_id, account_id, key)
+        return key
+
+    def _chunk_prefix(self, account_id: str, package_id: str) -> bytes:
+        """b"u:" + h16(account, package), memoized for the unit (every charge of a package appends)."""
+        prefix = self._chunk_prefixes.get((account_id, package_id))
+        if prefix is None:
+            prefix = self._chunk_prefixes[(account_id, package_id)] = b"u:" + _h16(account_id, package_id)
+        return prefix
+
+    def fingerprint_of(self, account_id: str, event_id: str) -> str | None:
+        key = self._id_key(account_id, event_id)
         fingerprint = self._ids.get(key)
         if fingerprint is not None:
             return fingerprint
@@ -239,7 +258,7 @@ class PartitionState:
         return entries
 
     def remember(self, account_id: str, event_id: str, fingerprint: str, occurred_at: datetime) -> None:
-        key = b"i:" + _h16(account_id, event_id)
+        key = self._id_key(account_id, event_id)
         day = day_of(occurred_at)
         self._ids[key] = fingerprint
         self.writes[key] = _ID.pack(bytes.fromhex(fingerprint), day, self._record_offset_or_tick())
@@ -247,7 +266,7 @@ class PartitionState:
 
     def append(self, account_id: str, appended: Iterable[tuple[str, datetime, int]]) -> None:
         for package_id, instant, micro in appended:
-            prefix = b"u:" + _h16(account_id, package_id)
+            prefix = self._chunk_prefix(account_id, package_id)
             self._entries.setdefault((prefix, self._record_offset_or_tick()), []).append((_micros(instant), micro))
 
     def forget_package(self, account_id: str, package_id: str) -> None:

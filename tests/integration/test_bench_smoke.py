@@ -41,9 +41,10 @@ def test_bench_smoke_reports_every_section(kafka_bootstrap, tmp_path):
     # A few seconds of soak: RSS samples from start to end, applied rate, kept up or not.
     soak = report["soak"]
     assert soak["events_sent"] > 0 and soak["events_applied"] > 0 and len(soak["samples"]) >= 2
-    for key in ("rss_start_mib", "rss_end_mib", "rss_max_mib", "rss_end_to_start", "rss_within_tolerance",
-                "applied_events_per_s", "kept_up"):
+    for key in ("rss_start_mib", "rss_warm_mib", "rss_end_mib", "rss_max_mib", "rss_end_to_start", "rss_end_to_warm",
+                "rss_within_tolerance", "applied_events_per_s", "kept_up"):
         assert key in soak
+    assert soak["warmup_seconds"] >= 2.0 or soak["warmup_seconds"] == soak["samples"][-1]["t_s"]
     # The gateway section: the cache decision in process, the overhead, stop-service through the gateway.
     gateway = report["gateway"]
     assert gateway["decision"]["decisions"] > 0 and gateway["decision"]["p99_us"] > 0
