@@ -154,7 +154,10 @@ def _soak_rows(soak: dict | None) -> str:
     within = "within" if soak["rss_within_tolerance"] else "**outside**"
     kept = ("kept up" if soak["kept_up"] else f"**fell behind** ({soak['lag_at_end']:,} events not applied at the end"
             f"{', drained' if soak['drained'] else ', not drained'} within {soak['drain_seconds']} s after)")
-    return (f"| soak: {soak['accounts']:,} max-plan accounts, {soak['rate_target']:,} usage events/s for "
+    capacity = soak.get("capacity")
+    rate_note = ("" if not capacity else f" (half the {capacity['events_per_s']:,.0f} events/s at which the worker "
+                 f"applied a backlog of {capacity['events']:,} usage events over the same accounts)")
+    return (f"| soak: {soak['accounts']:,} max-plan accounts, {soak['rate_target']:,} usage events/s{rate_note} for "
             f"{soak['seconds']:,.0f} s: worker RSS at the start of the load, after {soak['warmup_seconds']:.0f} s "
             f"(record cache and RocksDB memtables filled) -> end (max) | {soak['rss_start_mib']}, "
             f"{soak['rss_warm_mib']} -> {soak['rss_end_mib']} MiB (max {soak['rss_max_mib']}), "
