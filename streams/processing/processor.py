@@ -14,7 +14,6 @@ from datetime import datetime
 from decimal import Decimal
 from typing import NamedTuple
 
-
 from schemas.events import format_instant, parse_instant
 from schemas.topics import BALANCE_CHANGED, QUOTA_EXHAUSTED, QUOTA_STATUS, REJECTED
 from streams.processing.batch_record import BatchFormatError, InputEvent, decode_record, record_format

@@ -17,6 +17,12 @@ not there) cost a search of the large memtables: ~3.2 us each. A memtable bloom 
 (`memtable_bloom_ratio` of the memtable size, whole keys) answers most misses in ~0.4-0.5
 us, for ~1.5 MiB per database at the accounts table's ratio (MEMTABLE_BLOOM_RATIO).
 
+Index and filter blocks live in that cache too, partitioned (two-level index,
+partitioned filters): RocksDB otherwise keeps every SST file's whole index and bloom
+filter in memory outside any bound, ~1.8 MB per million keys, and the dedupe window's ids
+(35 days of them) are most keys. Measured on 6 million id keys: a missing key's lookup
+4.9 -> 7.0 us, the memory bounded by the cache.
+
 `STORE_URL` names the store class below as the app's `store` (a table's own `store=`
 URL is ignored by faust when it has no host, and a host would make the database path
 absolute); `register` (called by the composition root) makes faust's store registry
@@ -81,7 +87,14 @@ class SharedMemoryOptions(RocksDBOptions):
         table = rocksdict.BlockBasedOptions()
         table.set_bloom_filter(self.bloom_filter_size, block_based=True)
         table.set_block_cache(memory.cache)
-        table.set_index_type(rocksdict.BlockBasedIndexType.binary_search())
+        # Index and filter blocks in the shared cache, in partitions loaded on demand (only
+        # each file's top level pinned): otherwise every SST file's whole index and filter
+        # stay in memory outside any bound, and the ids of the dedupe window grow them.
+        table.set_index_type(rocksdict.BlockBasedIndexType.two_level_index_search())
+        table.set_partition_filters(True)
+        table.set_cache_index_and_filter_blocks(True)
+        table.set_pin_top_level_index_and_filter(True)
+        table.set_pin_l0_filter_and_index_blocks_in_cache(True)
         options.set_block_based_table_factory(table)
         return options
 
