@@ -49,7 +49,8 @@ def build(settings: Settings) -> Worker:
 
 
 def register_gc_freeze(wiring: Wiring) -> None:
-    """Once start-up and the first table recovery are over, freeze what is alive (gc_policy)."""
+    """Once start-up and the first table recovery are over, freeze what is alive (gc_policy).
+    faust starts app tasks when the worker is ready; the wait makes the order explicit."""
 
     async def freeze_after_recovery() -> None:
         await wiring.app.tables.recovery.completed.wait()
