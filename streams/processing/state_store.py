@@ -317,6 +317,10 @@ class PartitionState:
     def new_id_days(self) -> list[int]:
         return sorted(self._new_ids)
 
+    def applied_records(self) -> dict[bytes, AccountRecord]:
+        """The records this unit wrote, by key (not durable yet: for lookups only)."""
+        return dict(self._records)
+
     def written_records(self) -> list[tuple[str, AccountRecord]]:
         return [(key[2:].decode("utf-8"), record) for key, record in self._records.items()]
 

@@ -163,7 +163,9 @@ class Applier:
         if state.events_count:  # clock ticks alone are not timed: they would drown the ledger's units
             self.metrics.unit_durable(time.perf_counter() - arrived)
         state.commit_to_cache()
-        expiry = self.runtime.partition(state.partition).expiry
+        partition_runtime = self.runtime.partition(state.partition)
+        partition_runtime.applied = {}
+        expiry = partition_runtime.expiry
         for account_id, record in state.written_records():
             for instant in change_instants(record.state, now):
                 expiry.note(account_id, instant)
@@ -183,6 +185,7 @@ class Applier:
         except Exception as error:  # our own bug (an invariant): stop before anything is acked
             logger.exception("ledger-log partition %d: unit of work failed", partition)
             stop_for_restart(f"ledger-log partition {partition}: {error!r}")
+        self.runtime.partition(partition).applied = state.applied_records()
         self.runtime.in_flight[partition] = asyncio.ensure_future(
             self.finish_unit(stream, events, state, emitted, now, time.perf_counter() if arrived is None else arrived))
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from streams.config import Settings
 from streams.processing.expiry import ExpiryIndex
+from streams.processing.records import AccountRecord
 from streams.processing.state_store import RecordCache
 
 
@@ -24,6 +25,13 @@ class PartitionRuntime:
 
     records: RecordCache
     expiry: ExpiryIndex = field(default_factory=ExpiryIndex)
+    #: The records the unit in flight wrote, from the moment it is applied until it is
+    #: durable (then they are in `records`): lookups answer from them. Why: the ledger-log
+    #: records of the unit are durable already and applying them is deterministic, so what
+    #: they decided is what any worker re-applying them decides; a lookup need not wait
+    #: for the unit's facts and changelog round trips (stop-service latency). The
+    #: processor never reads these: the partition's next unit starts once this one is durable.
+    applied: dict[bytes, AccountRecord] = field(default_factory=dict)
 
 
 class WorkerRuntime:

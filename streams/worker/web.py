@@ -156,15 +156,17 @@ def _url_ident(url: URL) -> tuple[str, int]:
 
 def read_account(wiring: Wiring, runtime: WorkerRuntime, account_id: str,
                  partition: int | None = None) -> AccountRecord | None:
-    """The account's record from its partition's cache, else from the local RocksDB."""
+    """The account's record as applied: the unit in flight's (`PartitionRuntime.applied`),
+    else the partition's cache, else the local RocksDB."""
     settings = wiring.settings
     if partition is None:
         partition = key_partition(account_id.encode("utf-8"), settings.partitions)
     key = account_key(account_id)
     partition_runtime = runtime.known(partition)
-    record = None if partition_runtime is None else partition_runtime.records.get(key)
-    if record is not None:
-        return record
+    if partition_runtime is not None:
+        record = partition_runtime.applied.get(key) or partition_runtime.records.get(key)
+        if record is not None:
+            return record
     db = wiring.accounts_table.data._dbs.get(partition)
     raw = None if db is None else db.get(key)
     if raw is None:

@@ -112,3 +112,27 @@ def test_a_reinstatement_needs_a_key_an_account_and_a_reason():
     _, error = reinstate_event(b'{"key_id": "key_1", "account_id": "a"}', now)
     assert error["reason"] == "invalid_reinstatement" and "reason" in error["detail"]
     assert reinstate_event(b"[]", now)[1]["reason"] == "body must be a JSON object"
+
+
+def test_a_lookup_answers_from_the_unit_in_flight_before_it_is_durable():
+    """What a unit applied is answered at once (its ledger-log records are durable and
+    re-applying them decides the same); the cache keeps the durable record until then."""
+    from streams.processing.state_store import account_key
+    from streams.worker.web import read_account
+
+    wiring = build(SETTINGS).wiring
+    processor = Processor(load_catalog(), Limits())
+    log = Log(processor)
+    log.feed(ev.purchase("a", DAY))
+    durable = log.get("a")
+    in_flight = log.state(log.offset)
+    processor.process_record(orjson.dumps(ev.usage("a", DAY + timedelta(hours=1), miss=10)), b"a", [], log.offset,
+                             in_flight, NOW)
+    runtime = WorkerRuntime(SETTINGS)
+    partition = runtime.partition(0)
+    partition.records.put(account_key("a"), durable)
+    assert read_account(wiring, runtime, "a", 0) is durable
+    partition.applied = in_flight.applied_records()
+    applied = read_account(wiring, runtime, "a", 0)
+    assert applied.state.packages[-1].used_micro == durable.state.packages[-1].used_micro + 1_000_000_000
+    assert partition.records.get(account_key("a")) is durable, "the cache holds only what is durable"
