@@ -48,6 +48,8 @@ async def test_concurrent_requests_overspend_by_at_most_one_request(kafka_bootst
     day = datetime.now(timezone.utc).replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=1)
     # Peak hours (09:00, 10:00 UTC): 1,952,000 output tokens x 2,100 = 4,099,200,000 of the 4.1e9 lite pool.
     await produce(kafka_bootstrap, ns.topic(PLANS), [purchase(account, day)])
+    # Plans and usage are separate topics: usage read before its purchase is refused (no valid package).
+    await wait_lookup(worker, account, lambda b: b["status"] == "active")
     await produce(kafka_bootstrap, ns.topic(USAGE), [usage(account, day + timedelta(hours=1), model="MiMo-V2-Pro",
                                                           output=1_952_000)])
     before = await wait_lookup(worker, account, lambda b: b["credits_remaining"] == "800000")

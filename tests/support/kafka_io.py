@@ -92,8 +92,16 @@ async def wait_for(predicate: Callable[[], object], timeout_s: float = 30.0, wha
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}")
 
 
-def wait_lookup(worker: WorkerProcess, account_id: str, check: Callable[[dict], bool], as_of: str | None = None):
+async def wait_lookup(worker: WorkerProcess, account_id: str, check: Callable[[dict], bool],
+                      as_of: str | None = None) -> dict:
+    """Poll the worker's lookup until `check` holds; a timeout names the last answer seen."""
+    seen: list[tuple[int, dict]] = []
+
     def probe():
         status, body = lookup(worker, account_id, as_of)
+        seen[:] = [(status, body)]
         return body if status == 200 and check(body) else None
-    return wait_for(probe, what=f"lookup of {account_id} to satisfy the check")
+    try:
+        return await wait_for(probe, what=f"lookup of {account_id} to satisfy the check")
+    except AssertionError as timeout:
+        raise AssertionError(f"{timeout}; last answer: {seen[0] if seen else None}") from None
