@@ -19,8 +19,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.pipeline import (LOAD_SCRIPT, BenchConfig, bring_to_steady_state, consumed, process_tree, recent_day,
-                            stamp, start_loaded_worker)
+from bench.cpu import cpu_seconds, process_tree
+from bench.pipeline import (LOAD_SCRIPT, BenchConfig, bring_to_steady_state, consumed, recent_day, stamp,
+                            start_loaded_worker)
 from deploy.localrun import local_broker
 
 __all__ = ["main"]
@@ -36,15 +37,6 @@ def py_spy() -> str:
     if found is None:
         raise SystemExit("py-spy is not installed: pip install -e '.[profile]'")
     return found
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (Linux /proc), in seconds."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / 100.0
 
 
 def command_of(pid: int) -> str:

@@ -17,42 +17,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import time
-from pathlib import Path
 
-from bench.pipeline import (BenchConfig, lookup_latency, process_tree, produce_all, recent_day,
-                            wait_accounts_active, wait_caught_up)
+from bench.cpu import faust_pid
+from bench.pipeline import (BenchConfig, lookup_with_cpu, produce_all, recent_day, wait_accounts_active,
+                            wait_caught_up)
 from bench.workload import stamp
 from deploy.localrun import Namespace, WorkerProcess
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of one process (Linux /proc); 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def machine_busy_s() -> float:
-    """Busy CPU seconds of the whole machine, all cores (/proc/stat: all but idle and iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / _TICK
-
-
-def faust_pid(worker: WorkerProcess) -> int:
-    """The faust worker under `tokenplan worker` (its other child is the sequencer)."""
-    for pid in process_tree(worker.process.pid)[1:]:
-        try:
-            if b"sequencer" not in Path(f"/proc/{pid}/cmdline").read_bytes():
-                return pid
-        except OSError:
-            continue
-    return worker.process.pid
-
 
 async def start_workers(config: BenchConfig, count: int, accounts: list[str]) -> tuple[list[WorkerProcess], Namespace]:
     """`count` workers in a fresh namespace, `accounts` active on a max plan, the group settled."""
@@ -73,23 +43,6 @@ async def start_workers(config: BenchConfig, count: int, accounts: list[str]) ->
     return workers, ns
 
 
-async def measure(config: BenchConfig, workers: list[WorkerProcess], accounts: list[str], concurrency: int) -> dict:
-    """One `lookup_latency` run, with the CPU per request of each party."""
-    fausts = [faust_pid(worker) for worker in workers]
-    trees = [pid for worker in workers for pid in process_tree(worker.process.pid)]
-    machine, ours, client = machine_busy_s(), sum(map(cpu_s, trees)), time.process_time()
-    workers_before = [cpu_s(pid) for pid in fausts]
-    result = await lookup_latency(config, workers, accounts, concurrency)
-    client = time.process_time() - client
-    requests = max(1, result["local"]["count"] + result["routed"]["count"])
-    others = machine_busy_s() - machine - (sum(map(cpu_s, trees)) - ours) - client
-    result["cpu_ms_per_request"] = {
-        "client": round(client / requests * 1000, 3),
-        "workers": [round((cpu_s(pid) - before) / requests * 1000, 3) for pid, before in zip(fausts, workers_before)]}
-    result["other_processes_cores"] = round(others / config.lookup_seconds, 2)
-    return result
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workers", type=int, default=2)
@@ -103,9 +56,9 @@ async def main() -> None:
     accounts = [f"bg-{index}" for index in range(args.accounts)]
     workers, _ns = await start_workers(config, args.workers, accounts)
     try:
-        print(f"workers {[w.url for w in workers]}, faust pids {[faust_pid(w) for w in workers]}", flush=True)
+        print(f"workers {[w.url for w in workers]}, faust pids {[faust_pid(w.process.pid) for w in workers]}", flush=True)
         for concurrency in (int(c) for c in args.concurrency.split(",")):
-            result = await measure(config, workers, accounts, concurrency)
+            result = await lookup_with_cpu(config, workers, accounts, concurrency)
             print(f"{concurrency} clients: {result['requests_per_s']:,.0f} requests/s; "
                   f"local {result['local']}; routed {result['routed']}; "
                   f"CPU ms per request {result['cpu_ms_per_request']}; "

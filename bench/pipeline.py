@@ -43,6 +43,7 @@ from aiokafka.errors import IncompatibleBrokerVersion, KafkaError
 from aiokafka.protocol.api import Request, RequestStruct, Response
 from aiokafka.protocol.types import Array, Boolean, Int16, Int32, Int64, Schema, String
 
+from bench.cpu import cpu_seconds, faust_pid, machine_busy_s, process_tree, wait_machine_idle
 from bench.workload import generate, stamp
 from deploy.localrun import REPO, Namespace, WorkerProcess, http_get
 
@@ -64,6 +65,9 @@ class BenchConfig:
     sections: tuple[str, ...] = ("pipeline", "live", "replay", "gateway", "projections")
     lookup_seconds: float = 10.0
     lookup_concurrency: int = 16
+    #: Lookups start once the machine rests (bench.cpu.wait_machine_idle: under 0.25 busy
+    #: cores for 2 s), waiting at most this long after the half-rate load's compactions.
+    lookup_idle_wait_seconds: float = 120.0
     replay_events: int = 1_000_000
     #: Changelog bytes: "auto" asks the broker (DescribeLogDirs) and falls back to
     #: consuming the changelog records; "consume" always consumes.
@@ -705,6 +709,26 @@ async def lookup_latency(config: BenchConfig, workers: list[WorkerProcess], acco
             "local": latency_summary(local), "routed": latency_summary(routed)}
 
 
+async def lookup_with_cpu(config: BenchConfig, workers: list[WorkerProcess], accounts: list[str],
+                          concurrency: int) -> dict:
+    """`lookup_latency`, with the CPU per request of each party: the client (this process),
+    each faust worker, and the cores other processes took meanwhile (the broker, compactions)."""
+    fausts = [faust_pid(worker.process.pid) for worker in workers]
+    trees = [pid for worker in workers for pid in process_tree(worker.process.pid)]
+    machine, ours, client = machine_busy_s(), sum(map(cpu_seconds, trees)), time.process_time()
+    workers_before = [cpu_seconds(pid) for pid in fausts]
+    result = await lookup_latency(config, workers, accounts, concurrency)
+    client = time.process_time() - client
+    requests = max(1, result["local"]["count"] + result["routed"]["count"])
+    others = machine_busy_s() - machine - (sum(map(cpu_seconds, trees)) - ours) - client
+    result["cpu_ms_per_request"] = {
+        "client": round(client / requests * 1000, 3),
+        "workers": [round((cpu_seconds(pid) - before) / requests * 1000, 3)
+                    for pid, before in zip(fausts, workers_before)]}
+    result["other_processes_cores"] = round(others / config.lookup_seconds, 2)
+    return result
+
+
 # ---------------------------------------------------------------- 5. replay
 
 def replay_file(config: BenchConfig) -> dict:
@@ -888,10 +912,15 @@ async def live_sections(config: BenchConfig, log, sustainable_rate: int) -> dict
         await asyncio.sleep(3.0)
         worker.wait_healthy(timeout_s=SECOND_WORKER_READY_S)
         await wait_caught_up(worker, ns)  # lookups measured on an idle worker, not behind a backlog
-        lookup = await lookup_latency(config, [worker, second], background, config.lookup_concurrency)
+        # ... nor beside the compactions the half-rate load left and the second worker's recovery.
+        rest = await wait_machine_idle(timeout_s=config.lookup_idle_wait_seconds)
+        log(f"machine at rest before lookups: {rest}")
+        lookup = await lookup_with_cpu(config, [worker, second], background, config.lookup_concurrency)
+        lookup["machine_rest"] = rest
         log(f"lookup: local p99 {lookup['local']['p99_ms']} ms, routed p99 {lookup['routed']['p99_ms']} ms, "
-            f"{lookup['requests_per_s']:,.0f} req/s")
-        light = await lookup_latency(config, [worker, second], background, LIGHT_LOOKUP_CONCURRENCY)
+            f"{lookup['requests_per_s']:,.0f} req/s, CPU ms per request {lookup['cpu_ms_per_request']}, "
+            f"other processes {lookup['other_processes_cores']} cores")
+        light = await lookup_with_cpu(config, [worker, second], background, LIGHT_LOOKUP_CONCURRENCY)
         log(f"lookup, {LIGHT_LOOKUP_CONCURRENCY} clients: local p99 {light['local']['p99_ms']} ms")
         return {"stop_service": stop, "lookup": lookup, "lookup_light": light}
     finally:
@@ -901,26 +930,6 @@ async def live_sections(config: BenchConfig, log, sustainable_rate: int) -> dict
 
 
 # ---------------------------------------------------------------- 6. soak
-
-def process_tree(pid: int) -> list[int]:
-    """`pid` and its descendants (Linux /proc): `tokenplan worker` supervises the faust
-    worker as a child process, started again after a ledger-log hole."""
-    parents: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            parent = int(stat.rpartition(")")[2].split()[1])  # after "(comm)": state, ppid
-            parents.setdefault(parent, []).append(int(entry.name))
-    tree, pending = [], [pid]
-    while pending:
-        current = pending.pop()
-        tree.append(current)
-        pending.extend(parents.get(current, []))
-    return sorted(tree)
-
 
 def rss_kib(pid: int) -> int:
     """VmRSS of a process, in KiB (Linux /proc); 0 when it is gone."""

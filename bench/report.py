@@ -22,7 +22,7 @@ Apache Kafka {m["kafka"]} (deploy/local-kafka, on the same machine as everything
 | pipeline: worker (sequencer, ledger, tables, balance-changed) | {pipe["events_per_s"]:,.0f} events/s, **{pipe["ratio_to_baseline"]:.2f}x** the baseline | >= 0.25x (aim 0.5x) |
 {_changelog_row(pipe)}{stop_rows}| lookup, {lookup["concurrency"]} concurrent clients, keys owned by the asked worker | p50 {lookup["local"]["p50_ms"]} ms, p99 {lookup["local"]["p99_ms"]} ms ({lookup["local"]["count"]:,} requests) | p99 <= 10 ms |
 | lookup, {lookup["concurrency"]} concurrent clients, keys routed to the other worker | p50 {lookup["routed"]["p50_ms"]} ms, p99 {lookup["routed"]["p99_ms"]} ms ({lookup["routed"]["count"]:,} requests) | |
-| lookup throughput ({lookup["concurrency"]} concurrent clients) | {lookup["requests_per_s"]:,.0f} requests/s | |
+| lookup throughput ({lookup["concurrency"]} concurrent clients) | {lookup["requests_per_s"]:,.0f} requests/s{_lookup_cpu(lookup)} | |
 {_light_row(report.get("lookup_light"))}| replay from a file ({rf["events"]:,} events) | {rf["events_per_s"]:,.0f} events/s | >= 60,000 events/s |
 {_parallel_rows(rf)}| replay from Kafka ({rk["events"]:,} events) | {rk["events_per_s"]:,.0f} events/s | |
 {_gateway_rows(report.get("gateway"))}{_projections_rows(report.get("projections"))}{_soak_rows(report.get("soak"))}"""
@@ -170,3 +170,16 @@ def _soak_rows(soak: dict | None) -> str:
 
 def _ms(value) -> str:
     return "n/a" if value is None or value != value else f"{value} ms"
+
+
+def _lookup_cpu(lookup: dict) -> str:
+    """Where the lookups' CPU went and how long the bench waited for the machine to rest."""
+    cpu, rest = lookup.get("cpu_ms_per_request"), lookup.get("machine_rest")
+    if not cpu:
+        return ""
+    text = (f"; CPU per request: client {cpu['client']} ms, workers {' / '.join(map(str, cpu['workers']))} ms; "
+            f"other processes {lookup['other_processes_cores']} cores")
+    if rest:
+        text += (f"; started after {rest['waited_s']} s at {rest['busy_cores']} busy cores"
+                 + ("" if rest["idle"] else " (the machine did not come to rest)"))
+    return text

@@ -59,6 +59,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "measured first)")
     parser.add_argument("--soak-probe-events", type=int,
                         help="soak: usage events of that backlog (default 200000; it also warms the worker)")
+    parser.add_argument("--lookup-idle-wait", type=float, dest="lookup_idle_wait_seconds",
+                        help="lookups start once the machine rests (under 0.25 busy cores for 2 s), "
+                             "waiting at most this many seconds (default 120)")
     parser.add_argument("--busy-accounts", type=int,
                         help="stop-service at half the pipeline rate: accounts the load goes to (default 100)")
     parser.add_argument("--steady-events", type=int, dest="steady_events_per_account",
@@ -94,7 +97,7 @@ def config_from(args: argparse.Namespace, bootstrap: str):
     config = BenchConfig(bootstrap)
     if args.smoke:
         config = BenchConfig(bootstrap, events=300, accounts=20, rounds=1, exhaustions=3, load_rate=200,
-                             lookup_seconds=1.0, lookup_concurrency=4, replay_events=500, busy_accounts=5,
+                             lookup_seconds=1.0, lookup_concurrency=4, lookup_idle_wait_seconds=5.0, replay_events=500, busy_accounts=5,
                              steady_events_per_account=20, steady_wait_seconds=60.0, soak_seconds=5.0,
                              soak_warmup_seconds=2.0, soak_probe_events=500, soak_accounts=50, soak_sample_seconds=2.0, gateway_concurrency=8, gateway_requests=80,
                              gateway_exhaustions=4, gateway_parallel=2, gateway_cache_keys=2_000,
@@ -102,7 +105,7 @@ def config_from(args: argparse.Namespace, bootstrap: str):
                              projections_rate=100, projections_seconds=2.0, projections_dashboard_days=2,
                              projections_dashboard_requests=20)
     for name in ("events", "rounds", "exhaustions", "load_rate", "replay_events", "soak_seconds",
-                 "soak_warmup_seconds", "soak_probe_events", "soak_accounts",
+                 "soak_warmup_seconds", "soak_probe_events", "soak_accounts", "lookup_idle_wait_seconds",
                  "soak_rate", "busy_accounts", "steady_events_per_account", "changelog_method",
                  "gateway_concurrency", "gateway_requests", "gateway_exhaustions", "projections_accounts",
                  "projections_events", "projections_rate", "projections_seconds", "projections_dashboard_requests"):

@@ -27,6 +27,11 @@ def test_bench_smoke_reports_every_section(kafka_bootstrap, tmp_path):
     for stop in report["stop_service"].values():
         assert stop["lookup"]["count"] + stop["timeouts"] >= 1
     assert report["lookup"]["local"]["count"] > 0 and report["lookup"]["routed"]["count"] > 0
+    # Lookups start once the machine rests, and say where their CPU went.
+    assert report["lookup"]["machine_rest"]["waited_s"] >= 0
+    assert report["lookup"]["cpu_ms_per_request"]["client"] > 0
+    assert len(report["lookup"]["cpu_ms_per_request"]["workers"]) == 2
+    assert "CPU per request: client" in markdown.read_text()
     assert report["replay_file"]["events"] == report["replay_kafka"]["events"] > 0
     # Changelog bytes of the usage phase, from the broker's partition sizes (or the fallback).
     changelog = report["pipeline"]["rounds"][0]["changelog"]
