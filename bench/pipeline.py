@@ -65,7 +65,7 @@ class BenchConfig:
     sections: tuple[str, ...] = ("pipeline", "live", "replay", "gateway", "projections")
     lookup_seconds: float = 10.0
     lookup_concurrency: int = 16
-    #: Lookups start once the machine rests (bench.cpu.wait_machine_idle: under 0.25 busy
+    #: Lookups start once the machine rests (bench.cpu.wait_machine_idle: under 0.4 busy
     #: cores for 2 s), waiting at most this long after the half-rate load's compactions.
     lookup_idle_wait_seconds: float = 120.0
     replay_events: int = 1_000_000

@@ -60,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--soak-probe-events", type=int,
                         help="soak: usage events of that backlog (default 200000; it also warms the worker)")
     parser.add_argument("--lookup-idle-wait", type=float, dest="lookup_idle_wait_seconds",
-                        help="lookups start once the machine rests (under 0.25 busy cores for 2 s), "
+                        help="lookups start once the machine rests (under 0.4 busy cores for 2 s), "
                              "waiting at most this many seconds (default 120)")
     parser.add_argument("--busy-accounts", type=int,
                         help="stop-service at half the pipeline rate: accounts the load goes to (default 100)")
