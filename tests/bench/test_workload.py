@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from bench.workload import BUSY_ACCOUNTS, FAR_RETRY_GAP, generate
 
 DAY = datetime(2026, 6, 1, tzinfo=timezone.utc)
-#: The fault tests' default load (tests/streams/test_faults.py make_load).
+#: The fault tests' default load (tests/integration/test_faults.py make_load).
 ACCOUNTS = [f"acc{index}" for index in range(200)]
 EVENTS = 20_000
 

@@ -4,14 +4,14 @@ Each test draws its random moments from a seed it prints (set TOKENPLAN_FAULT_SE
 replay a failure), bounds its own time, and ends with the same proof: every account's
 live balance equals both the balance the produced events must give (each distinct
 event once, none lost) and a replay of the ledger-log from Kafka. The load
-(tests/streams/load.py) includes retries from far back: events of a few busy accounts
+(tests/support/load.py) includes retries from far back: events of a few busy accounts
 sent again after at least 600 other events of the same account.
 
 Environment:
 * TOKENPLAN_FAULT_SEED=N: run each test with seed N (once), to replay a failure.
 * TOKENPLAN_FAULT_RUNS=K (default 1): soak mode, the kill -9 test runs K times, each with
   a fresh seed and its own namespace (topics, worker data), e.g.
-  `TOKENPLAN_FAULT_RUNS=10 pytest -m integration tests/streams/test_faults.py -k kill`.
+  `TOKENPLAN_FAULT_RUNS=10 pytest -m integration tests/integration/test_faults.py -k kill`.
   Ignored when TOKENPLAN_FAULT_SEED is set.
 * TOKENPLAN_FAULT_EVENTS: usage events of the kill -9 test (default 20,000).
 """

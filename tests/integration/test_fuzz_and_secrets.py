@@ -134,7 +134,7 @@ async def test_retries_from_far_back_are_charged_once(kafka_bootstrap, ns, worke
     last = ev.usage(account_id, day + timedelta(hours=2), miss=2, event_id="far-last")  # after the retries
     as_of = instant(day + timedelta(days=1))
 
-    def charged(events: list[dict]) -> int:  # each event once, as tests/streams/load.py `expected`
+    def charged(events: list[dict]) -> int:  # each event once, as tests/support/load.py `expected`
         ledger = Fold(load_catalog(), Settings.from_env().limits)
         for event in [purchase, *events]:
             ledger.feed(orjson.dumps(event))
