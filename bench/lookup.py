@@ -56,7 +56,8 @@ async def main() -> None:
     accounts = [f"bg-{index}" for index in range(args.accounts)]
     workers, _ns = await start_workers(config, args.workers, accounts)
     try:
-        print(f"workers {[w.url for w in workers]}, faust pids {[faust_pid(w.process.pid) for w in workers]}", flush=True)
+        fausts = [faust_pid(worker.process.pid) for worker in workers]
+        print(f"workers {[worker.url for worker in workers]}, faust pids {fausts}", flush=True)
         for concurrency in (int(c) for c in args.concurrency.split(",")):
             result = await lookup_with_cpu(config, workers, accounts, concurrency)
             print(f"{concurrency} clients: {result['requests_per_s']:,.0f} requests/s; "

@@ -79,7 +79,7 @@ class BenchConfig:
     steady_events_per_account: int = 300
     steady_wait_seconds: float = 300.0
     #: Soak: accounts that buy a max plan, load duration, RSS sampling interval, and the
-    #: load rate (None: half the measured pipeline rate when pipeline ran, else load_rate).
+    #: load rate (None: SOAK_FRACTION of the rate measured by `soak_capacity`).
     soak_seconds: float = 600.0
     #: Soak: usage events of the backlog that measures the worker's rate over the soak's
     #: accounts (the load is SOAK_FRACTION of it; unused with --soak-rate). It also warms
@@ -955,7 +955,8 @@ async def soak_capacity(config: BenchConfig, worker: WorkerProcess, ns: Namespac
     """The rate the worker applies a backlog of `soak_probe_events` usage events spread
     round-robin over `accounts` (as the soak's load is), from its first to its last
     balance-changed record."""
-    events = [usage_event(accounts[index % len(accounts)], f"probe-{index}", day + timedelta(hours=1, microseconds=index))
+    events = [usage_event(accounts[index % len(accounts)], f"probe-{index}",
+                          day + timedelta(hours=1, microseconds=index))
               for index in range(config.soak_probe_events)]
     await produce_all(config.bootstrap, ns.topic("usage"), events)
     count, first_s, last_s = await count_topic_records(config.bootstrap, ns.topic("balance-changed"), len(events),

@@ -97,9 +97,11 @@ def config_from(args: argparse.Namespace, bootstrap: str):
     config = BenchConfig(bootstrap)
     if args.smoke:
         config = BenchConfig(bootstrap, events=300, accounts=20, rounds=1, exhaustions=3, load_rate=200,
-                             lookup_seconds=1.0, lookup_concurrency=4, lookup_idle_wait_seconds=5.0, replay_events=500, busy_accounts=5,
-                             steady_events_per_account=20, steady_wait_seconds=60.0, soak_seconds=5.0,
-                             soak_warmup_seconds=2.0, soak_probe_events=500, soak_accounts=50, soak_sample_seconds=2.0, gateway_concurrency=8, gateway_requests=80,
+                             lookup_seconds=1.0, lookup_concurrency=4, lookup_idle_wait_seconds=5.0,
+                             replay_events=500, busy_accounts=5, steady_events_per_account=20,
+                             steady_wait_seconds=60.0, soak_seconds=5.0, soak_warmup_seconds=2.0,
+                             soak_probe_events=500, soak_accounts=50, soak_sample_seconds=2.0,
+                             gateway_concurrency=8, gateway_requests=80,
                              gateway_exhaustions=4, gateway_parallel=2, gateway_cache_keys=2_000,
                              gateway_decisions=2_000, projections_accounts=20, projections_events=300,
                              projections_rate=100, projections_seconds=2.0, projections_dashboard_days=2,

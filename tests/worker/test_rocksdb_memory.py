@@ -7,7 +7,8 @@ import pytest
 
 from streams.config import Settings
 from streams.worker.main import build
-from streams.worker.rocksdb_memory import (MEMTABLE_BLOOM_RATIO, MEMTABLE_BYTES, SharedMemory, SharedMemoryOptions, Store, table_options)
+from streams.worker.rocksdb_memory import (MEMTABLE_BLOOM_RATIO, MEMTABLE_BYTES, SharedMemory, SharedMemoryOptions,
+                                           Store, table_options)
 
 MIB = 1024 * 1024
 
