@@ -1,8 +1,8 @@
 """The upstream simulator, through the real OpenAI and Anthropic SDKs (served in process)."""
 from __future__ import annotations
 
+import asyncio
 import math
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -248,12 +248,26 @@ async def test_forced_failures(serve: Serve) -> None:
                                        extra_headers={"x-sim-fail": "429"})
 
 
-async def test_tokens_per_s_paces_the_stream(serve: Serve) -> None:
+async def test_tokens_per_s_paces_the_stream(serve: Serve, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The simulator asks for its latency and then one wait per piece on the tokens_per_s schedule.
+
+    The waits it asks for are recorded (and not slept), so the check does not depend on this
+    machine's timing.
+    """
+    asked: list[float] = []
+    sleep = asyncio.sleep
+
+    async def record(delay: float, result: object = None) -> object:
+        asked.append(delay)
+        return await sleep(0, result)
+
+    monkeypatch.setattr(asyncio, "sleep", record)
     client = oai(await serve(SimConfig(tokens_per_s=200, latency_ms=20)))
-    started = time.monotonic()
     stream = await client.chat.completions.create(model=MODEL, messages=chat("slow"), max_tokens=21, stream=True)
     [chunk async for chunk in stream]
-    assert time.monotonic() - started >= 0.02 + 20 / 200 - 0.01
+    assert 0.02 in asked, "the latency is asked for once"
+    paced = [delay for delay in asked if 0 < delay <= 20 / 200 and delay != 0.02]
+    assert len(paced) >= 19 and max(paced) > 0.09, f"one wait per piece, the last ~0.1 s after the first: {asked}"
 
 
 def test_prefix_cache_is_bounded() -> None:
