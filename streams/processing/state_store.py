@@ -226,7 +226,7 @@ class PartitionState:
         return key
 
     def _chunk_prefix(self, account_id: str, package_id: str) -> bytes:
-        """b"u:" + h16(account, package), memoized for the unit (every charge of a package appends)."""
+        """b"u:" + h16(account, package), memoized for the unit (a charge reads and appends a package's chunks)."""
         prefix = self._chunk_prefixes.get((account_id, package_id))
         if prefix is None:
             prefix = self._chunk_prefixes[(account_id, package_id)] = b"u:" + _h16(account_id, package_id)
@@ -246,7 +246,7 @@ class PartitionState:
         return packed.hex()
 
     def usage_entries(self, account_id: str, package_id: str) -> Entries:
-        prefix = b"u:" + _h16(account_id, package_id)
+        prefix = self._chunk_prefix(account_id, package_id)
         entries: Entries = []
         for key, value in self.backend.scan(prefix):
             (offset,) = _OFFSET.unpack(key[18:])
@@ -270,7 +270,7 @@ class PartitionState:
             self._entries.setdefault((prefix, self._record_offset_or_tick()), []).append((_micros(instant), micro))
 
     def forget_package(self, account_id: str, package_id: str) -> None:
-        prefix = b"u:" + _h16(account_id, package_id)
+        prefix = self._chunk_prefix(account_id, package_id)
         for chunk in [chunk for chunk in self._entries if chunk[0] == prefix]:
             del self._entries[chunk]
         for key, _ in list(self.backend.scan(prefix)):

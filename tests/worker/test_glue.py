@@ -14,12 +14,12 @@ from streams.config import Settings
 from streams.ledger import Limits, load_catalog
 from streams.processing.batch_record import decode_record
 from streams.processing.processor import Processor
-from streams.processing.state_store import PartitionState
+from streams.processing.state_store import PartitionState, account_key
 from streams.worker.applier import tick
 from streams.worker.main import build
 from streams.worker.runtime import PartitionRuntime, WorkerRuntime
 from streams.worker.sequencer import Batches, forward, is_global_refresh, routing_key
-from streams.worker.web import admin_refusal, lookup_body, refresh_event
+from streams.worker.web import admin_refusal, lookup_body, read_account, refresh_event
 from tests.processing.test_processor import DAY, NOW, Log
 from tests.support import events as ev
 
@@ -117,9 +117,6 @@ def test_a_reinstatement_needs_a_key_an_account_and_a_reason():
 def test_a_lookup_answers_from_the_unit_in_flight_before_it_is_durable():
     """What a unit applied is answered at once (its ledger-log records are durable and
     re-applying them decides the same); the cache keeps the durable record until then."""
-    from streams.processing.state_store import account_key
-    from streams.worker.web import read_account
-
     wiring = build(SETTINGS).wiring
     processor = Processor(load_catalog(), Limits())
     log = Log(processor)
